@@ -1,0 +1,57 @@
+"""The ``medapt`` command line: a thin layer over the Python API.
+
+Each command group lives in its own module with a ``register(subparsers)`` function that adds
+its sub-commands; a sub-command stores its handler as ``func`` (``args -> int``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import MedaptError
+
+# one module per command group; each adds its sub-commands
+_GROUPS = ("core", "data", "cost", "report", "suite")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="medapt",
+        description="Resource-efficient domain-adaptive pre-training for medical images: "
+        "run DAPT strategies side by side, evaluate them downstream, account for their cost.",
+    )
+    parser.add_argument("--version", action="version", version=f"medapt {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in _GROUPS:
+        importlib.import_module(f"{__name__}.{group}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    if getattr(args, "log_info", False):
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MedaptError as exc:
+        print(f"medapt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medapt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
