@@ -1,0 +1,151 @@
+"""The frozen-prefix cache (DESIGN §4), medapt's core speed-up.
+
+If every unit that trains in a phase lies after cut point *k*, units 1..k are a fixed function of
+the input as long as they run deterministically (no BatchNorm in train mode, no active dropout or
+stochastic depth) and the input is not randomly augmented. Then their output is computed once,
+stored memory-mapped on disk, and every epoch trains only units k+1.. on it. For a head-only
+phase the cache holds the pooled features (N × C), so 1000 epochs cost one forward pass plus 1000
+cheap head epochs. When a condition fails the engine does not cache and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.model import GapHead, UnitModel
+
+__all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Whether a phase uses the cache, at which cut point, and why (the log line)."""
+
+    use: bool
+    cut: int  # number of frozen leading units (0 = nothing to cache)
+    pooled: bool  # head-only phase: cache GAP features (N, C)
+    note: str
+
+
+def prefix_problems(units: list[nn.Module], augment: bool = False) -> list[str]:
+    """Reasons the prefix is *not* a fixed function of the input (empty list = cacheable)."""
+    reasons = []
+    if augment:
+        reasons.append("random augmentation is applied to the input")
+    for i, unit in enumerate(units):
+        for name, m in unit.named_modules():
+            where = f"unit {i + 1}" + (f" ({name})" if name else "")
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+                reasons.append(f"BatchNorm in train mode in {where} (bn_policy=train)")
+                break
+            if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+                reasons.append(f"active dropout in {where}")
+                break
+            if type(m).__name__ == "DropPath" and m.training and getattr(m, "drop_prob", 0) > 0:
+                reasons.append(f"active stochastic depth in {where}")
+                break
+            if any(p.requires_grad for p in m.parameters(recurse=False)):
+                reasons.append(f"trainable parameters in {where}")
+                break
+    return reasons
+
+
+def plan_cache(model: UnitModel, trainable: list[int], *, mode: str = "auto", augment: bool = False) -> CachePlan:
+    """Decide the cache for a phase whose trainable unit indices are ``trainable`` (0-based)."""
+    n = model.n_units
+    cut = min(trainable) if trainable else n
+    pooled = not trainable
+    if mode == "off":
+        return CachePlan(False, cut, pooled, "cache off (engine.cache: off)")
+    if cut == 0:
+        return CachePlan(False, 0, False, "not cached: the first unit trains, so there is no frozen prefix")
+    problems = prefix_problems(list(model.units[:cut]), augment)
+    if problems:
+        return CachePlan(False, cut, pooled, "not cached: " + "; ".join(problems))
+    what = "pooled features (head-only phase)" if pooled else f"activations after unit {cut} ({model.unit_names[cut - 1]})"
+    return CachePlan(True, cut, pooled, f"cached {what}: units 1..{cut} run once, not every epoch")
+
+
+def state_digest(modules: list[nn.Module]) -> str:
+    """A hash of the parameters and buffers of ``modules`` (the prefix's weights)."""
+    h = hashlib.sha256()
+    for m in modules:
+        for k, v in m.state_dict().items():
+            h.update(k.encode())
+            t = v.detach().cpu().contiguous()
+            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:20]
+
+
+def _data_digest(x: np.ndarray) -> str:
+    h = hashlib.sha256(str((x.shape, str(x.dtype))).encode())
+    # sample rows: full hashing of a large memmap costs a pass over the data
+    step = max(1, len(x) // 64)
+    for i in range(0, len(x), step):
+        h.update(np.ascontiguousarray(x[i]).tobytes())
+    return h.hexdigest()[:20]
+
+
+@torch.no_grad()
+def build_prefix_cache(
+    model: UnitModel,
+    plan: CachePlan,
+    x: np.ndarray,
+    cache_dir: Path,
+    *,
+    runtime,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    data_key: str | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Compute (or reuse) the prefix outputs for every image of ``x``; return a read-only memmap.
+
+    The file is keyed by prefix weights + data + cut + dtype and written to a temporary name then
+    renamed, so a crash never leaves a truncated cache that looks complete. Returns the array and
+    whether it was reused.
+    """
+    prefix = list(model.units[: plan.cut])
+    key = hashlib.sha256(
+        f"{state_digest(prefix)}|{data_key or _data_digest(x)}|{plan.cut}|{plan.pooled}|{dtype}|{runtime.precision}".encode()
+    ).hexdigest()[:24]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"prefix-k{plan.cut}-{key}.npy"
+    if path.exists():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape[0] == len(x):
+                log.info("frozen-prefix cache hit: %s", path.name)
+                return arr, True
+        except (ValueError, OSError) as exc:
+            log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
+    out = None
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        for s in range(0, len(x), batch_size):
+            xb = runtime.to_device(torch.as_tensor(np.asarray(x[s : s + batch_size], dtype=np.float32)))
+            with runtime.autocast():
+                a = model.forward_units(xb, 0, plan.cut)
+            if plan.pooled:
+                a = GapHead.pool(a)
+            a = a.float().cpu().numpy()
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(len(x), *a.shape[1:]))
+            out[s : s + len(a)] = a
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return np.load(path, mmap_mode="r"), False
