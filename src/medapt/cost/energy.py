@@ -20,8 +20,9 @@ We read which one the tracker actually used *after* stopping it (``tracker._hard
 ``none``                        energy tracking was switched off
 ==============================  ===================================================================
 
-When both a GPU and a CPU figure contribute, the labels are joined with ``+`` (measured first),
-e.g. ``measured-nvml+estimated-codecarbon-tdp``. RAM is always CodeCarbon's estimate; the note
+When both a GPU and a CPU figure contribute, the labels are joined with ``+``, estimated parts
+first, e.g. ``estimated-codecarbon-tdp+measured-nvml``: the figure is measured only if every part
+is, and a check of the prefix alone errs on the side of "estimated". RAM is always CodeCarbon's estimate; the note
 gives its share. A constant is never labelled as measured.
 """
 
@@ -328,7 +329,9 @@ class EnergyTracker:
             ok, why = nvml_status()
             notes.append(f"GPU energy not included: {why}")
             _warn_once("nvml", f"energy: work runs on {self.device} but GPU energy is not measured: {why}")
-        labels = measured + estimated
+        # estimated parts first: a sum that includes an estimate reads as an estimate even to a
+        # reader that only checks the prefix ("measured-…")
+        labels = estimated + measured
         source = "+".join(labels) if labels else "estimated-codecarbon-tdp"
         note = "; ".join(notes) + f"; CodeCarbon {self._cc_version()} offline, {self.tracking_mode} mode, PUE 1"
         return EnergyReading(kwh=kwh, source=source, note=note, components=comps)
