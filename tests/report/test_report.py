@@ -1,0 +1,141 @@
+"""build_report on a synthetic run directory: figures, tables, summary, missing files, bad input."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medapt.errors import MissingFieldError, RunDirError
+from medapt.report import build_report, expand_shared, params_table, pareto_front, strategy_costs, time_energy_table
+
+EXPECTED_FIGURES = {
+    "auc_curves_tumor_type_model1", "auc_curves_tumor_type_linear",
+    "auc_curves_disease_model1", "auc_curves_disease_linear",
+    "boxplot_tumor_type_model1", "boxplot_tumor_type_linear",  # disease has no external split
+    "pareto_tumor_type", "pareto_disease",
+}
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<style>.*?</style>|<script>.*?</script>", "", html, flags=re.S)
+    html = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, fake):
+    run = fake.make(tmp_path_factory.mktemp("r") / "run")
+    out = build_report(run)
+    return run, out, out.read_text(encoding="utf-8")
+
+
+def test_all_figures_written_and_embedded(built):
+    run, out, html = built
+    assert out == run / "report.html"
+    pngs = {p.stem: p for p in (run / "figures").glob("*.png")}
+    assert set(pngs) == EXPECTED_FIGURES
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*data-file="figures/([^"]+)"', html)
+    assert len(embedded) == len(EXPECTED_FIGURES)
+    for data, name in embedded:
+        raw = base64.b64decode(data)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        assert raw == (run / "figures" / name).read_bytes()  # the file and the embedded copy agree
+    # self-contained: nothing fetched from elsewhere
+    assert not re.search(r'<link|<script\s+src|src="(?!data:)|url\(', html)
+    # atomic writes leave no temporary files behind
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_plain_summary_names_computed_pareto_set(built, fake):
+    _, _, html = built
+    text = _text(html)
+    for task in ("tumor_type", "disease"):
+        m = re.search(rf"{task} : .*?by energy: ([^;]+);", text)
+        assert m, text[:2000]
+        assert {s.strip() for s in m.group(1).split(",")} == fake.PARETO_BY_KWH
+    assert "DA_L1SB (+0.1" in text  # largest development→external drop (0.15 by construction)
+    assert "synthetic phantom data" in text  # config says reader: phantom
+    assert "estimated-green-algorithms" in text and "not measurements" in text
+
+
+def test_tables(built):
+    _, _, html = built
+    text = _text(html)
+    # Table 1: trainable per phase from costs.csv; totals of non-pretrained strategies from inference.csv
+    assert re.search(r"DA_L1SB 4,010,000 1,281 900,000", text)
+    assert re.search(r"ImageNet_TF_F1B 28,500 — —", text)
+    # Table B1: a shared phase counts for both strategies; estimates are labelled as such
+    assert re.search(r"DA_L1SB total 27,000 7:30:00\.00 1\.5000", text)
+    assert "estimated-green-algorithms (estimate)" in text
+    assert "measured-rapl (estimate)" not in text
+    # summary table with two seeds: mean ± s.d. and CI; threshold from config.yaml (0.85)
+    assert "±" in text and "epoch to 0.85 (test)" in text
+    assert "Inference cost" in text and "latency_ms_cpu" in text
+    assert "deadbeef" in text  # environment.json
+    assert "DeLong p" in text and "t-test p" in text
+
+
+def test_costs_missing_says_so(tmp_path, fake):
+    run = fake.make(tmp_path / "run", costs=False, inference=False, predictions=False, seeds=(0,))
+    html = build_report(run).read_text()
+    text = _text(html)
+    assert "costs.csv is missing" in text
+    assert "predictions.csv is missing" in text and "inference.csv is missing" in text
+    assert "Pareto-optimal strategies (no other" not in text and "±" not in text  # one seed: no spread
+    assert not list((run / "figures").glob("pareto_*"))
+    assert len(list((run / "figures").glob("auc_curves_*"))) == 4
+
+
+def test_only_costs_and_custom_out(tmp_path, fake):
+    run = fake.make(tmp_path / "run")
+    (run / "metrics.csv").unlink()
+    out = build_report(run, tmp_path / "elsewhere" / "r.html")
+    text = _text(out.read_text())
+    assert out.exists() and "metrics.csv is missing" in text
+    assert "Table B1" in text and "DA_TF_F1B total" in text
+
+
+def test_bad_run_dirs(tmp_path, fake):
+    with pytest.raises(RunDirError, match="does not exist"):
+        build_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="not a medapt run directory"):
+        build_report(tmp_path / "empty")
+    run = fake.make(tmp_path / "run")
+    pd.read_csv(run / "costs.csv").drop(columns=["kwh"]).to_csv(run / "costs.csv", index=False)
+    with pytest.raises(MissingFieldError, match=r"costs\.csv lacks column\(s\) \['kwh'\]"):
+        build_report(run)
+    assert not (run / "report.html").exists()
+
+
+# ----------------------------------------------------------------------------- cost helpers
+
+
+def test_pareto_front_hand_example():
+    #            cheap+bad  mid+good  dear+best  dominated  tie-with-mid  NaN
+    cost = [0.0, 1.0, 3.0, 2.0, 1.0, float("nan")]
+    auc = [0.80, 0.90, 0.95, 0.85, 0.90, 0.99]
+    assert pareto_front(cost, auc).tolist() == [True, True, True, False, True, False]
+
+
+def test_shared_steps_count_for_every_strategy(tmp_path, fake):
+    KWH = fake.KWH
+    run = fake.make(tmp_path / "run", seeds=(0, 1))
+    costs = pd.read_csv(run / "costs.csv", keep_default_na=False)
+    ex = expand_shared(costs)
+    assert set(ex[ex.phase == "phase1"].strategy) == {"DA", "DA_L1SB", "DA_TF_F1B"}
+    sc = strategy_costs(costs, pd.read_csv(run / "inference.csv"), ["ImageNet", "DA", "DA_L1SB", "DA_TF_F1B"]).set_index("strategy")
+    # DA_L1SB = shared phase 1 (0.5) + its own phase 2 (1.0), per seed; mean over 2 seeds
+    assert sc.loc["DA_L1SB", "kwh"] == pytest.approx(KWH["DA", "phase1"] + KWH["DA_L1SB", "phase2"])
+    assert sc.loc["DA", "kwh"] == pytest.approx(KWH["DA", "phase1"] + KWH["DA", "phase2"])
+    assert sc.loc["ImageNet", "kwh"] == 0 and sc.loc["ImageNet", "params"] == 4_007_548
+    t1 = params_table(costs, None, ["DA", "DA_L1SB"]).set_index("strategy")
+    assert t1.loc["DA_L1SB", "phase1 trainable"] == 1_281 and t1.loc["DA", "phase2 trainable"] == 3_960_000
+    b1 = time_energy_table(costs, ["DA"])
+    tot = b1[(b1.strategy == "DA_L1SB") & (b1.phase == "total")].iloc[0]
+    assert tot.kwh == pytest.approx(1.5) and tot.n_seeds == 2
+    assert b1[(b1.strategy == "DA") & (b1.phase == "phase1")].n_sharing.item() == 2
