@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,3 +138,12 @@ def test_shared_steps_count_for_every_strategy(tmp_path, fake):
     tot = b1[(b1.strategy == "DA_L1SB") & (b1.phase == "total")].iloc[0]
     assert tot.kwh == pytest.approx(1.5) and tot.n_seeds == 2
     assert b1[(b1.strategy == "DA") & (b1.phase == "phase1")].n_sharing.item() == 2
+
+
+def test_is_measured_needs_every_part_measured():
+    from medapt.report import is_measured
+
+    assert is_measured("measured-rapl") and is_measured("measured-rapl+measured-nvml")
+    assert not is_measured("estimated-codecarbon-tdp+measured-nvml")
+    assert not is_measured("measured-nvml+estimated-codecarbon-tdp")
+    assert not is_measured("estimated-green-algorithms") and not is_measured("")

@@ -48,7 +48,7 @@ def structural_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.n
     return float(v10.mean()), v10, v01
 
 
-def _as_2d(scores, n_classes: int | None, name: str) -> np.ndarray:
+def _as_2d(scores, name: str) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim == 1:
         s = np.stack([1.0 - s, s], axis=1)
@@ -101,7 +101,7 @@ def delong_test(y_true, scores_a, scores_b, confidence: float = 0.95) -> dict:
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         raise LabelError("y_true must hold integer class labels.")
     y = y.astype(np.int64)
-    sa, sb = _as_2d(scores_a, None, "scores_a"), _as_2d(scores_b, None, "scores_b")
+    sa, sb = _as_2d(scores_a, "scores_a"), _as_2d(scores_b, "scores_b")
     if sa.shape != sb.shape or len(sa) != len(y):
         raise ShapeMismatchError(
             f"y_true {y.shape}, scores_a {sa.shape} and scores_b {sb.shape} must describe the same images."

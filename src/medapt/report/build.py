@@ -34,7 +34,8 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;m
      padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.2rem}h3{margin-top:1.4rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top;white-space:nowrap}
+td.l{white-space:normal}.scroll{overflow-x:auto}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 tr.total td{font-weight:600;background:#fafafa}
 .estimate{color:#9a4d00}.measured{color:#1b6e20}.best{font-weight:700}
@@ -111,7 +112,7 @@ def _table(df: pd.DataFrame, left: tuple[str, ...] = (), fmt: dict | None = None
             klass = " ".join(k for k in ("l" if c in left else "", extra) if k)
             cells.append(f'<td class="{klass}">{txt}</td>')
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _missing(msg: str) -> str:
@@ -161,7 +162,7 @@ def _cell(mean, std, lo, hi, n, digits=3) -> str:
     if n > 1 and np.isfinite(std):
         txt += f" ± {std:.{digits}f}"
         if np.isfinite(lo):
-            txt += f" <span class=note>[{lo:.{digits}f}, {hi:.{digits}f}]</span>"
+            txt += f"<br><span class=note>[{lo:.{digits}f}, {hi:.{digits}f}]</span>"
     return txt
 
 

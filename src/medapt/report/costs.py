@@ -26,8 +26,13 @@ MEASURED_PREFIX = "measured"
 
 
 def is_measured(source: str) -> bool:
-    """True for a measured energy source (``measured-rapl``, ``measured-nvml`` …)."""
-    return str(source).startswith(MEASURED_PREFIX)
+    """True for a measured energy source (``measured-rapl``, ``measured-rapl+measured-nvml`` …).
+
+    A combined label (parts joined by ``+``) is a measurement only if every part is; anything
+    else — ``estimated-…``, an empty or unknown label — is shown as an estimate.
+    """
+    parts = [p.strip() for p in str(source).split("+")]
+    return bool(parts) and all(p.startswith(MEASURED_PREFIX) for p in parts)
 
 
 def expand_shared(costs: pd.DataFrame, step: str = "pretrain") -> pd.DataFrame:
