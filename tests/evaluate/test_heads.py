@@ -120,3 +120,19 @@ def test_bad_input_messages():
     bad[0, 0] = np.nan
     with pytest.raises(ShapeMismatchError, match="NaN"):
         train_head(bad, y, {}, **kw)
+
+
+def test_run_directory_tables():
+    x, y = _toy(n=60)
+    r = train_head(x, y, {"test": (x[:20], y[:20])}, task_type="multiclass", n_classes=3, epochs=2)
+    m = r.metrics_table(strategy="DA", seed=3, head="model1", task="t")
+    assert list(m.columns) == ["strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"]
+    assert len(m) == 2 * 3 and (m.seed == 3).all()
+    p = r.predictions_table({"test": y[:20]}, strategy="DA", seed=3, head="model1", task="t",
+                            indices={"test": np.arange(100, 120)})
+    assert list(p.columns) == ["strategy", "seed", "head", "task", "split", "index", "label",
+                               "score_0", "score_1", "score_2"]
+    assert p["index"].tolist() == list(range(100, 120)) and p["label"].tolist() == y[:20].tolist()
+    assert np.allclose(p[["score_0", "score_1", "score_2"]].to_numpy(), r.predictions["test"])
+    with pytest.raises(ShapeMismatchError, match="20 predictions but 19 labels"):
+        r.predictions_table({"test": y[:19]}, strategy="DA", seed=3, head="model1", task="t")

@@ -111,6 +111,45 @@ class HeadResult:
     feature_std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     train_loss: list[float] = field(default_factory=list)
 
+    def metrics_table(self, *, strategy: str, seed: int, head: str, task: str) -> pd.DataFrame:
+        """These metrics as rows of ``metrics.csv`` (columns in docs/run-directory.md order)."""
+        df = self.metrics.copy()
+        for col, val in (("strategy", strategy), ("seed", int(seed)), ("head", head), ("task", task)):
+            df[col] = val
+        return df[["strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"]]
+
+    def predictions_table(self, labels: Mapping[str, np.ndarray], *, strategy: str, seed: int, head: str,
+                          task: str, indices: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+        """Final-epoch probabilities as rows of ``predictions.csv``.
+
+        Args:
+            labels: split → the labels passed to :func:`train_head` for that split.
+            indices: split → row of each image in the prepared dataset (default 0..N−1).
+
+        Columns ``strategy, seed, head, task, split, index, label, score_0 … score_{C-1}``; for a
+        multi-label task ``label`` is empty and ``label_0 … label_{L-1}`` hold the 0/1/NaN targets.
+        """
+        frames = []
+        for split, p in self.predictions.items():
+            if split not in labels:
+                raise ConfigError(f"no labels given for split {split!r}; pass labels for {sorted(self.predictions)}.")
+            y = np.asarray(labels[split])
+            if len(y) != len(p):
+                raise ShapeMismatchError(f"split {split!r}: {len(p)} predictions but {len(y)} labels.")
+            idx = np.arange(len(p)) if indices is None or split not in indices else np.asarray(indices[split])
+            df = pd.DataFrame({"strategy": strategy, "seed": int(seed), "head": head, "task": task,
+                               "split": split, "index": idx})
+            if y.ndim == 2:
+                df["label"] = np.nan
+                for j in range(y.shape[1]):
+                    df[f"label_{j}"] = y[:, j]
+            else:
+                df["label"] = y.astype(np.int64)
+            for k in range(p.shape[1]):
+                df[f"score_{k}"] = p[:, k]
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
 
 def _prepare_xy(x, y, task_type: str, n_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float32)
