@@ -112,7 +112,11 @@ def _bootstrap_ci(x: np.ndarray, n_boot: int, rng: np.random.Generator, level: f
         return float("nan"), float("nan")
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
-    res = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile", rng=rng)
+    kw = dict(n_resamples=n_boot, confidence_level=level, method="percentile")
+    try:
+        res = stats.bootstrap((x,), np.mean, rng=rng, **kw)
+    except TypeError:  # SciPy < 1.15 names the generator random_state
+        res = stats.bootstrap((x,), np.mean, random_state=rng, **kw)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

@@ -304,7 +304,7 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
             m = s[s["split"] == split].groupby("strategy")["final_auc"].mean().dropna()
             if len(m):
                 bits.append(f"on the {word} <b>{_e(m.idxmax())}</b> has the highest final AUC ({m.max():.3f})")
-        txt = f"<b>{_e(task)}</b>: " + ("; ".join(bits) if bits else "no AUC values") + "."
+        txt = f"<b>{_e(task)}</b>: " + ("; ".join(bits) if bits else "no AUC values on the test or external split") + "."
         d = dip[dip["task"] == task].groupby("strategy")["dip_final"].mean().dropna() if len(dip) else pd.Series(dtype=float)
         if len(d):
             txt += (f" The smallest development→external drop is {_e(d.idxmin())} ({d.min():+.3f}); "
