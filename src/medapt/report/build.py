@@ -498,7 +498,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
         inf = rf.inference.copy()
         inf["_o"] = inf["strategy"].map({s: i for i, s in enumerate(order)})
         inf = inf.sort_values("_o", kind="stable").drop(columns="_o")
-        body.append(_table(inf, left=tuple(c for c in inf.columns if inf[c].dtype == object)))
+        body.append(_table(inf, left=tuple(c for c in inf.columns if not pd.api.types.is_numeric_dtype(inf[c]))))
 
     body.append("<h2>Run</h2>")
     if rf.environment is None:
