@@ -108,23 +108,27 @@ def build_prefix_cache(
     batch_size: int = 64,
     dtype: str = "float32",
     data_key: str | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """Compute (or reuse) the prefix outputs for every image of ``x``; return a read-only memmap.
+    """Compute (or reuse) the prefix outputs for the images ``x[rows]``; return a read-only memmap.
 
     The file is keyed by prefix weights + data + cut + dtype and written to a temporary name then
     renamed, so a crash never leaves a truncated cache that looks complete. Returns the array and
     whether it was reused.
     """
     prefix = list(model.units[: plan.cut])
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+    if data_key is None:
+        data_key = _data_digest(x) + hashlib.sha256(rows.tobytes()).hexdigest()[:16]
     key = hashlib.sha256(
-        f"{state_digest(prefix)}|{data_key or _data_digest(x)}|{plan.cut}|{plan.pooled}|{dtype}|{runtime.precision}".encode()
+        f"{state_digest(prefix)}|{data_key}|{plan.cut}|{plan.pooled}|{dtype}|{runtime.precision}".encode()
     ).hexdigest()[:24]
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"prefix-k{plan.cut}-{key}.npy"
     if path.exists():
         try:
             arr = np.load(path, mmap_mode="r")
-            if arr.shape[0] == len(x):
+            if arr.shape[0] == len(rows):
                 log.info("frozen-prefix cache hit: %s", path.name)
                 return arr, True
         except (ValueError, OSError) as exc:
@@ -132,15 +136,15 @@ def build_prefix_cache(
     out = None
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
-        for s in range(0, len(x), batch_size):
-            xb = runtime.to_device(torch.as_tensor(np.asarray(x[s : s + batch_size], dtype=np.float32)))
+        for s in range(0, len(rows), batch_size):
+            xb = runtime.to_device(torch.as_tensor(np.asarray(x[rows[s : s + batch_size]], dtype=np.float32)))
             with runtime.autocast():
                 a = model.forward_units(xb, 0, plan.cut)
             if plan.pooled:
                 a = GapHead.pool(a)
             a = a.float().cpu().numpy()
             if out is None:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(len(x), *a.shape[1:]))
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(len(rows), *a.shape[1:]))
             out[s : s + len(a)] = a
         out.flush()
         del out

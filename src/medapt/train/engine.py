@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ class PhaseResult:
     params_total: int
     params_trainable: int
     resumed_from: int = 0
-    extra: dict = field(default_factory=dict)
+    loop_seconds: float = 0.0  # the epochs alone, without set-up and cache building
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +119,9 @@ class _Running(nn.Module):
         return self.model.forward_from(x, self.start)
 
 
-def _fingerprint(phase: Phase, cfg: EngineConfig, n: int, task_type: str) -> str:
-    d = {"phase": asdict(phase), "bn": cfg.bn_policy, "seed": cfg.seed, "n": n, "task": task_type,
+def _fingerprint(phase: Phase, cfg: EngineConfig, rows: np.ndarray, task_type: str) -> str:
+    d = {"phase": asdict(phase), "bn": cfg.bn_policy, "seed": cfg.seed, "task": task_type,
+         "rows": hashlib.sha256(rows.tobytes()).hexdigest(),
          "precision": cfg.precision, "augment": cfg.augment}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -176,6 +177,7 @@ def train_phase(
     cache_dir: Path | None = None,
     meter=None,
     data_key: str | None = None,
+    indices: np.ndarray | None = None,
     on_epoch_end: Callable[[int, float], None] | None = None,
     desc: str | None = None,
 ) -> PhaseResult:
@@ -194,6 +196,8 @@ def train_phase(
         meter: an optional :class:`medapt.cost.PhaseMeter` that receives params, images, FLOPs
             and the cache decision.
         data_key: a content hash of ``x`` (the prepared dataset's digest) for the cache key.
+        indices: the rows of ``x``/``y`` to train on (default all), so a memory-mapped dataset is
+            never copied whole into memory.
         on_epoch_end: called as ``f(epoch, mean_loss)`` after each checkpoint (tests use it to
             simulate a crash).
     """
@@ -201,6 +205,9 @@ def train_phase(
         raise ConfigError(f"task type {task_type!r} not in {TASK_TYPES}")
     if len(x) != len(y) or len(x) == 0:
         raise ConfigError(f"phase {phase.name!r}: {len(x)} images but {len(y)} labels; both must be equal and > 0")
+    rows = np.arange(len(x)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(rows) == 0:
+        raise ConfigError(f"phase {phase.name!r}: no training rows (empty split)")
     rt = Runtime(cfg.device, cfg.precision)
     desc = desc or phase.name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -220,23 +227,24 @@ def train_phase(
     # --- data: the images, or the prefix outputs computed once ---------------------------------------
     t0 = time.perf_counter()
     if plan.use:
-        inputs, reused = build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt,
-                                            batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=data_key)
-        start = plan.cut
+        key = None if data_key is None else f"{data_key}|{hashlib.sha256(rows.tobytes()).hexdigest()[:16]}"
+        inputs, reused = build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=rows,
+                                            batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+        start, in_rows = plan.cut, np.arange(len(rows))  # the cache is aligned with `rows`
         if meter is not None and not reused:
-            meter.add_flops(_forward_flops(model, plan, x, rt) * len(x))
+            meter.add_flops(_forward_flops(model, plan, x, rt) * len(rows))
     else:
-        inputs, start = x, 0
+        inputs, start, in_rows = x, 0, rows
     running = _Running(model, start)
     if meter is not None and phase.epochs > 0:
-        _meter_flops(meter, running, inputs, phase, task_type, y, rt)
+        _meter_flops(meter, running, inputs[in_rows[:2]], phase, task_type, y[rows[:2]], rt)
 
     # --- optimizer: fresh state each phase -----------------------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(phase, params)
     step_module = rt.wrap(running)
     loss_fn = loss_for(task_type)
-    fp = _fingerprint(phase, cfg, len(x), task_type)
+    fp = _fingerprint(phase, cfg, rows, task_type)
 
     first_epoch, losses = 1, []
     if ckpt_path.exists():
@@ -254,7 +262,7 @@ def train_phase(
         log.info("%s: resuming after epoch %d from %s", desc, first_epoch - 1, ckpt_path)
 
     # --- the loop ------------------------------------------------------------------------------------------
-    n, bs = len(inputs), phase.batch_size
+    n, bs = len(rows), phase.batch_size
     flip_gen = torch.Generator().manual_seed(cfg.seed + 1)
     progress = _Progress(phase.epochs, desc, cfg.progress, initial=first_epoch - 1)
     images = 0
@@ -265,9 +273,9 @@ def train_phase(
             order = order[rt.rank :: rt.world_size]
         total, count, te = 0.0, 0, time.perf_counter()
         for s in range(0, len(order), bs):
-            idx = np.sort(order[s : s + bs].numpy())  # sorted reads from a memmap are sequential
-            xb = torch.as_tensor(np.asarray(inputs[idx], dtype=np.float32))
-            yb = torch.as_tensor(np.asarray(y[idx]))
+            pos = np.sort(order[s : s + bs].numpy())  # sorted reads from a memmap are sequential
+            xb = torch.as_tensor(np.asarray(inputs[in_rows[pos]], dtype=np.float32))
+            yb = torch.as_tensor(np.asarray(y[rows[pos]]))
             if cfg.augment and not plan.use:
                 flip = torch.rand(len(xb), generator=flip_gen) < 0.5
                 xb[flip] = xb[flip].flip(-1)
@@ -277,8 +285,8 @@ def train_phase(
                 logits = step_module(xb)
             loss = loss_fn(logits.float(), yb)
             rt.backward_step(loss, optimizer)
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
+            total += float(loss.detach()) * len(pos)
+            count += len(pos)
         images += count
         losses.append(total / max(count, 1))
         if not math.isfinite(losses[-1]):
@@ -294,11 +302,10 @@ def train_phase(
     progress.close()
     if meter is not None:
         meter.add_images(images)
-    seconds = time.perf_counter() - t0
-    log.info("%s: %d epochs in %.1fs (%.1fs in the loop)", desc, phase.epochs - first_epoch + 1,
-             seconds, time.perf_counter() - t_loop)
+    seconds, loop_seconds = time.perf_counter() - t0, time.perf_counter() - t_loop
+    log.info("%s: %d epochs in %.1fs (%.1fs in the loop)", desc, phase.epochs - first_epoch + 1, seconds, loop_seconds)
     return PhaseResult(phase.name, phase.epochs, losses, seconds, images, plan.use, plan.note, plan.cut,
-                       params_total, params_trainable, resumed_from=first_epoch - 1)
+                       params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds)
 
 
 def _changing_state(model: UnitModel) -> dict[str, torch.Tensor]:
@@ -325,8 +332,7 @@ def _meter_flops(meter, running: _Running, inputs: np.ndarray, phase: Phase, tas
     """Training FLOPs per image (forward + backward) of the part that actually runs each step."""
     from ..cost import training_flops_per_image
 
-    k = min(2, len(inputs))
-    xb = rt.to_device(torch.as_tensor(np.asarray(inputs[:k], dtype=np.float32)))
-    yb = torch.as_tensor(np.asarray(y[:k])).to(rt.torch_device)
+    xb = rt.to_device(torch.as_tensor(np.asarray(inputs, dtype=np.float32)))
+    yb = torch.as_tensor(np.asarray(y)).to(rt.torch_device)
     loss_fn = loss_for(task_type)
     meter.set_flops_per_image(training_flops_per_image(running, xb, lambda out: loss_fn(out.float(), yb)))
