@@ -1,5 +1,142 @@
-"""Placeholder command group; filled in by its area."""
+"""Data commands: ``medapt prepare``, ``medapt inspect-data``, ``medapt phantom preview``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._output import add_format_option, emit_json, emit_table
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FORMATS = ("phantom", "brats", "cemri", "folder", "csv", "dicom", "medmnist")
 
 
-def register(sub) -> None:  # noqa: D401 - nothing yet
-    return None
+def register(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="read the datasets of an experiment's `data:` section into the prepared-data cache",
+        description="Read every dataset of CONFIG's `data:` section (source, targets, external sets) "
+        "once into float16 memory-mapped arrays + a manifest, split by patient. Re-running with "
+        "the same inputs and settings reuses the prepared folders.",
+    )
+    p.add_argument("config", type=Path, help="experiment YAML file with a `data:` section")
+    p.add_argument("--out", type=Path, default=None, help="folder for prepared datasets (default: data.root)")
+    p.add_argument("--mean", type=float, nargs="+", default=None, help="normalisation mean (default ImageNet)")
+    p.add_argument("--std", type=float, nargs="+", default=None, help="normalisation std (default ImageNet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_format_option(p)
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser(
+        "inspect-data",
+        help="summarise a data source without writing anything",
+        description="Read a source as `prepare` would and print the number of images, counts per "
+        "class, patients, image sizes and every skipped or problematic file with its reason.",
+        epilog="examples:\n  medapt inspect-data folder data/kaggle_bttc --opt ignore=[no_tumor]\n"
+        "  medapt inspect-data brats MICCAI_BraTS2020_TrainingData --format json\n"
+        "  medapt inspect-data phantom --opt task=grade --opt n_per_class=20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source_format", metavar="FORMAT", help="one of: " + ", ".join(FORMATS))
+    p.add_argument("path", nargs="?", default=None, help="file or folder (not used by phantom)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option (YAML value), repeatable, e.g. --opt modality=t1ce")
+    add_format_option(p)
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("phantom", help="the built-in phantom dataset")
+    psub = p.add_subparsers(dest="phantom_command", metavar="COMMAND")
+    q = psub.add_parser("preview", help="write a labelled grid of phantom images (PNG)")
+    q.add_argument("--task", required=True, choices=["grade", "tumor_type", "disease"])
+    q.add_argument("--n", type=int, default=8, help="images per class (default 8)")
+    q.add_argument("--shift", action="store_true", help="the external-cohort variant")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    q.add_argument("--out", type=Path, required=True, help="output PNG")
+    q.set_defaults(func=_preview)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _prepare(args) -> int:
+    from ..data import load_data_section, prepare_section
+
+    section = load_data_section(args.config)
+    # ImageNet statistics by default; for one channel their average (what a summed RGB stem sees)
+    default_mean = IMAGENET_MEAN if section.channels == 3 else (round(sum(IMAGENET_MEAN) / 3, 4),)
+    default_std = IMAGENET_STD if section.channels == 3 else (round(sum(IMAGENET_STD) / 3, 4),)
+    mean = tuple(args.mean) if args.mean else default_mean
+    std = tuple(args.std) if args.std else default_std
+    prepared = prepare_section(section, mean=mean, std=std, root=args.out,
+                               progress=not args.no_progress and sys.stderr.isatty())
+    rows = []
+    for name, ds in prepared.items():
+        m = ds.meta
+        rows.append({
+            "dataset": name, "path": str(ds.path), "n": len(ds), "task_type": ds.task_type,
+            "classes": m["class_counts"], "splits": m["split_counts"], "n_patients": m["n_patients"],
+            "skipped": len(m["skipped"]), "digest": ds.digest,
+        })
+    if args.format == "json":
+        emit_json(rows)
+    else:
+        emit_table(
+            [[r["dataset"], r["n"], ", ".join(f"{k} {v}" for k, v in r["classes"].items()),
+              ", ".join(f"{k} {v}" for k, v in r["splits"].items()), r["n_patients"] or "-", r["skipped"], r["path"]]
+             for r in rows],
+            ["dataset", "images", "classes", "splits", "patients", "skipped", "folder"],
+        )
+    return 0
+
+
+def _parse_opts(opts: list[str]) -> dict:
+    import yaml
+
+    from ..errors import ConfigError
+
+    out = {}
+    for o in opts:
+        if "=" not in o:
+            raise ConfigError(f"--opt {o!r}: expected KEY=VALUE, e.g. --opt modality=t1ce")
+        k, v = o.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v) if v.strip() else v
+        except yaml.YAMLError:
+            out[k.strip()] = v
+    return out
+
+
+def _inspect(args) -> int:
+    from ..data import inspect_source, parse_dataset_spec
+    from ..errors import ConfigError
+
+    d = {"format": args.source_format, **_parse_opts(args.opt)}
+    if args.path is not None:
+        d["path"] = args.path
+    elif args.source_format != "phantom":
+        raise ConfigError(f"inspect-data {args.source_format} needs a PATH (file or folder)")
+    summary = inspect_source(parse_dataset_spec(d))
+    if args.format == "json":
+        emit_json(summary)
+        return 0
+    print(f"format {summary['format']} ({summary['task_type']}): {summary['n_images']} images, "
+          f"{summary['n_patients'] if summary['n_patients'] is not None else 'no'} patient ids")
+    emit_table([[c, n] for c, n in summary["classes"].items()], ["class", "images"])
+    sizes = ", ".join(f"{k} ({v})" for k, v in list(summary["image_sizes"].items())[:8])
+    print(f"image sizes: {sizes or '-'}")
+    if summary["skipped"]:
+        print(f"skipped {summary['n_skipped']} ({summary['n_bad']} bad):")
+        for s in summary["skipped"][:50]:
+            print(f"  {'BAD ' if s['bad'] else ''}{s['file']}: {s['reason']}")
+        if len(summary["skipped"]) > 50:
+            print(f"  … {len(summary['skipped']) - 50} more (use --format json for all)")
+    return 0
+
+
+def _preview(args) -> int:
+    from ..data.preview import phantom_preview
+
+    out = phantom_preview(args.task, args.out, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
+    print(f"wrote {out}")
+    return 0
