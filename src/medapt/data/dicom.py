@@ -64,6 +64,11 @@ def read_dicom_file(path: Path, window: tuple[float, float] | None):
     except Exception as exc:  # pydicom raises many types on damaged headers
         raise CorruptFileError(f"{path}: cannot parse the DICOM header ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds:
+        if "Rows" in ds and "Columns" in ds:  # an image header whose pixel data was cut off
+            raise CorruptFileError(
+                f"{path}: DICOM image header without complete pixel data (truncated file?); "
+                "re-export it or set skip_bad: true"
+            )
         raise NotDicomError(str(path))  # DICOMDIR, structured reports…: no image
     try:
         arr = ds.pixel_array

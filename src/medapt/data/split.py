@@ -10,8 +10,9 @@ greedy allocation:
 2. patients are shuffled with ``numpy.random.default_rng(seed)`` and then ordered largest
    first (stable), as ``StratifiedGroupKFold`` does, so big patients are placed while there is
    room;
-3. within each stratum, each patient goes to the split that is furthest below its target image
-   count (fraction × images of the stratum).
+3. within each stratum, each patient goes to the split that is least filled relative to its
+   target image count (fraction × images of the stratum), so even a class with few patients
+   reaches every split when it can.
 
 A patient's images therefore never span two splits; per-class fractions are met to within
 one patient. Images without a patient id are their own group.
@@ -89,8 +90,10 @@ def assign_splits(labels: np.ndarray, patients, split: SplitSpec) -> np.ndarray:
         target = fracs * sizes[members].sum()
         filled = np.zeros(3)
         for g in members:
-            deficit = np.where(active, target - filled, -np.inf)
-            k = int(np.argmax(deficit))  # ties go to the earlier split (train, val, test)
+            # the split that is least filled relative to its target; ties go to the earlier
+            # split (train, val, test). Small strata thus still give every split a patient.
+            ratio = np.where(active, filled / np.where(active, target, 1.0), np.inf)
+            k = int(np.argmin(ratio))
             group_split[g] = k
             filled[k] += sizes[g]
     out = np.array(SPLITS, dtype=object)[group_split[codes]]
