@@ -1,0 +1,193 @@
+"""The experiment file: one YAML validated with pydantic (DESIGN §10).
+
+>>> exp = load_experiment("examples/quickstart.yaml", overrides=["engine.device=cpu"])
+>>> exp.strategies[:2]
+['ImageNet', 'DA']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import apply_overrides, format_validation_error, read_yaml
+from ..data import DataSection
+from ..errors import ConfigError, UnknownNameError
+from ..strategies import STRATEGIES, Strategy, from_dict
+from ..train import EngineConfig
+
+__all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
+           "load_experiment", "experiment_from_dict"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackboneSpec(_Model):
+    """``name``: timm name or ``torchvision:<name>``; ``weights``: none | embedded | imagenet | a file path."""
+
+    name: str = "tf_efficientnet_lite0"
+    weights: str = "embedded"
+
+
+class ScheduleSpec(_Model):
+    """Overrides of the strategies' paper defaults.
+
+    ``epoch_scale`` multiplies every phase's epochs (keeping the paper's ratios; at least 1);
+    ``epochs``/``lr`` set a named phase's values for every strategy (``{phase1: 20}``);
+    ``batch_size`` replaces every phase's batch size.
+    """
+
+    epoch_scale: float = Field(1.0, gt=0)
+    epochs: dict[str, int] = Field(default_factory=dict)
+    lr: dict[str, float] = Field(default_factory=dict)
+    batch_size: int | None = Field(None, ge=1)
+
+
+class EngineSpec(_Model):
+    """How phases run (see :class:`medapt.train.EngineConfig`)."""
+
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    bn_policy: Literal["frozen", "train"] = "frozen"
+    cache: Literal["auto", "off"] = "auto"
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    augment: bool = False
+    deterministic: bool = False
+    eval_batch_size: int = Field(64, ge=1)
+
+    def config(self, seed: int) -> EngineConfig:
+        return EngineConfig(seed=seed, **self.model_dump())
+
+
+class DownstreamSpec(_Model):
+    """Mehmood et al.'s downstream protocol: frozen GAP features, MLP heads, Adam 5e-5, 500 epochs, batch 64."""
+
+    heads: list[str] = Field(default_factory=lambda: ["model1", "model2"])
+    epochs: int = Field(500, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int | None = Field(64, ge=1)
+    threshold: float = Field(0.9, gt=0, le=1)
+
+    @field_validator("heads")
+    @classmethod
+    def _known_heads(cls, v: list[str]) -> list[str]:
+        from ..evaluate import HEADS
+
+        for h in v:
+            HEADS.get(h)
+        if not v:
+            raise ValueError("at least one head is needed")
+        return v
+
+
+class CostSpec(_Model):
+    """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency."""
+
+    track_energy: bool = True
+    inference: bool = True
+    inference_repeats: int = Field(5, ge=1)
+
+
+class Experiment(_Model):
+    """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9_.-]+$")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    strategies: list[str] = Field(min_length=1)
+    custom_strategies: list[dict[str, Any]] = Field(default_factory=list)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    data: DataSection
+    downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> Experiment:
+        custom = {d.get("name") for d in self.custom_strategies}
+        for name in self.strategies:
+            if name not in STRATEGIES and name not in custom:
+                raise UnknownNameError("strategy", name, list(STRATEGIES.names()) + sorted(c for c in custom if c),
+                                       hint="`medapt strategies` lists all; define your own under custom_strategies.")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("strategies lists a name twice")
+        return self
+
+    def strategy(self, name: str) -> Strategy:
+        """The strategy with this experiment's schedule applied."""
+        custom = {d["name"]: d for d in self.custom_strategies}
+        s = from_dict(custom[name], "custom_strategies") if name in custom else STRATEGIES.get(name)
+        if self.schedule.epoch_scale != 1.0:
+            s = s.scaled(self.schedule.epoch_scale)
+        if self.schedule.epochs:
+            s = s.with_epochs(self.schedule.epochs)
+        for phase, lr in self.schedule.lr.items():
+            s = s.with_phase_values(phase, lr=float(lr))
+        if self.schedule.batch_size:
+            for p in s.phases:
+                s = s.with_phase_values(p.name, batch_size=self.schedule.batch_size)
+        return s
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _fields_of(loc: tuple) -> list[str]:
+    """Valid keys at a location of the experiment (for "did you mean" on unknown keys)."""
+    node: Any = Experiment
+    for part in loc:
+        origin = typing.get_origin(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if part in node.model_fields:
+                node = node.model_fields[part].annotation
+                continue
+            return []
+        if origin in (dict,) or origin is typing.Union or str(origin).endswith("Annotated"):
+            args = [a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not args and typing.get_args(node):
+                inner = typing.get_args(node)
+                node = inner[-1] if origin is dict else inner[0]
+                if typing.get_origin(node) is typing.Annotated or str(typing.get_origin(node)).endswith("Annotated"):
+                    node = typing.get_args(node)[0]
+                if origin is dict:
+                    continue
+            for a in args:
+                fmt = a.model_fields.get("format")
+                if fmt is not None and fmt.default == part:
+                    node = a
+                    break
+            else:
+                if origin is dict:
+                    continue
+                return []
+            continue
+        return []
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    args = [a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return sorted({f for a in args for f in a.model_fields})
+
+
+def experiment_from_dict(data: dict[str, Any], source: str = "config") -> Experiment:
+    """Validate plain data into an :class:`Experiment`, with readable errors."""
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, _fields_of)) from None
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, override (``key.sub=value``) and validate an experiment YAML."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return experiment_from_dict(data, str(path))
