@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataPathError, EmptyDatasetError, LabelError
+from ..errors import DataPathError, LabelError
 from ..registry import Registry
 
 __all__ = [
@@ -206,11 +206,6 @@ def _unique(xs: Iterable[str]) -> list[str]:
         if x not in out:
             out.append(x)
     return out
-
-
-def require_items(n: int, what: str) -> None:
-    if n == 0:
-        raise EmptyDatasetError(f"{what}: no usable images were found")
 
 
 def iter_files(root: Path, *, hidden: bool = False) -> Iterator[Path]:
