@@ -72,7 +72,7 @@ def source_classes(spec) -> list[str]:
     return list(READERS.get(spec.format).read(spec, ReadContext()).classes)
 
 
-def _check_external(name: str, target: TargetSpec) -> None:
+def check_external(name: str, target: TargetSpec) -> None:
     if target.external is None:
         return
     a, b = source_classes(target.dataset), source_classes(target.external)
@@ -99,7 +99,7 @@ def prepare_section(
     each target's dataset and external set are checked to match before anything is read.
     """
     for name, target in section.targets.items():
-        _check_external(name, target)
+        check_external(name, target)
     root = Path(root) if root is not None else section.root
     common = dict(image_size=section.image_size, channels=section.channels, mean=mean, std=std, progress=progress)
     out = {"source": prepare_dataset(section.source, root, split=section.split, **common)}

@@ -63,6 +63,12 @@ class EngineSpec(_Model):
     deterministic: bool = False
     eval_batch_size: int = Field(64, ge=1)
 
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false and `on` as true
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
+
     def config(self, seed: int) -> EngineConfig:
         return EngineConfig(seed=seed, **self.model_dump())
 

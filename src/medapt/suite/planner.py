@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.section import check_external
 from ..models.backbones import create_backbone
 from ..strategies.catalogue import Strategy
 from .steps import Step
@@ -73,6 +74,7 @@ def plan_experiment(exp) -> Plan:
     src = prepare(d.source, d.split, "source")
     targets = {}
     for task, t in d.targets.items():
+        check_external(task, t)  # same class names in the same order, before anything runs
         dev = prepare(t.dataset, d.split, task)
         ext = prepare(t.external, None, f"{task}/external") if t.external is not None else None
         targets[task] = (dev, ext)

@@ -31,24 +31,19 @@ def _dataset_size(step, ctx) -> tuple[int | None, int | None, int | None]:
     if info is not None:
         r = info["result"]
         return r["n"], r["splits"].get("train", r["n"]), len(r["classes"])
-    spec = step.key["spec"]
-    n = None
-    if spec.get("format") == "phantom":
-        from ..data.phantom import TASK_CLASSES
+    from ..data import inspect_source, parse_dataset_spec, source_classes
 
-        classes = TASK_CLASSES[spec["task"]]
-        n = int(spec["n_per_class"]) * len(classes)
-        k = len(classes)
-    else:
-        try:
-            from ..data import inspect_source
-            from ..data.spec import parse_dataset_spec
-
-            summary = inspect_source(parse_dataset_spec(spec))
+    spec = parse_dataset_spec(step.key["spec"])
+    try:
+        if spec.format == "phantom":  # sized by its spec, nothing to read
+            k = len(source_classes(spec))
+            n = spec.n_per_class * k
+        else:  # reads the source without writing anything
+            summary = inspect_source(spec)
             n, k = int(summary["n_images"]), len(summary["classes"])
-        except Exception as exc:  # a dry run must not fail on a source it cannot read yet
-            log.warning("dry run: cannot size dataset %s (%s)", step.label, exc)
-            return None, None, None
+    except Exception as exc:  # a dry run must not fail on a source it cannot read yet
+        log.warning("dry run: cannot size dataset %s (%s)", step.label, exc)
+        return None, None, None
     split = step.key["split"]
     n_train = n if split is None else int(round(n * split["train"]))
     return n, n_train, k

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..cost import PhaseMeter, count_flops, inference_cost
+from ..cost import PhaseMeter, count_flops, inference_cost, training_flops_per_image
 from ..data import PreparedDataset, load_prepared, prepare_dataset
 from ..data.spec import SplitSpec, parse_dataset_spec
 from ..models.model import UnitModel
@@ -185,7 +185,7 @@ def _features(ctx: RunContext, extract_step) -> np.ndarray:
 
 def run_head(ctx: RunContext, step, workdir: Path) -> dict:
     """A downstream head on frozen features; metrics after every epoch on test (+ val) and external."""
-    from ..evaluate import train_head
+    from ..evaluate import build_head, train_head
 
     k = step.key
     fx_step, ds_step = step.deps[0], step.deps[1]
@@ -202,6 +202,10 @@ def run_head(ctx: RunContext, step, workdir: Path) -> dict:
         ext = ctx.dataset(ext_ds_step)
         evals["external"] = (_features(ctx, ext_fx), ext.labels)
     meter = ctx.meter(step, f"{k['head']}:{k['task']}", k["device"])
+    head_module = build_head(k["head"], feats.shape[1], ds.n_classes)  # the same shape train_head builds
+    n_head = sum(p.numel() for p in head_module.parameters())
+    meter.set_params(n_head, n_head)
+    meter.set_flops_per_image(training_flops_per_image(head_module, torch.zeros(2, feats.shape[1])))
     with meter:
         res = train_head(feats[tr], ds.labels[tr], evals, head=k["head"], task_type=ds.task_type,
                          n_classes=ds.n_classes, epochs=k["epochs"], lr=k["lr"], batch_size=k["batch_size"],
