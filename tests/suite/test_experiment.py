@@ -70,3 +70,30 @@ def test_custom_strategies_inline(write_config):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment(tmp_path / "nope.yaml")
+
+
+def test_unknown_metric_and_missing_auc(write_config):
+    with pytest.raises(ConfigError, match="Unknown metric 'aucc'"):
+        load_experiment(write_config(**{"downstream.metrics": ["aucc"]}))
+    with pytest.raises(ConfigError, match="must include 'auc'"):
+        load_experiment(write_config(**{"downstream.metrics": ["accuracy"]}))
+
+
+def test_external_folder_with_a_class_missing_is_refused(write_config, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from medapt.suite import plan_experiment
+
+    def folder(root, classes):
+        for c in classes:
+            (root / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray((np.random.default_rng(i).random((16, 16)) * 255).astype("uint8")).save(root / c / f"{i}.png")
+        return str(root)
+
+    dev = {"format": "folder", "path": folder(tmp_path / "dev", ["glioma", "meningioma", "pituitary"])}
+    ext = {"format": "folder", "path": folder(tmp_path / "ext", ["glioma", "meningioma"])}
+    exp = load_experiment(write_config(**{"data.targets.tumor_type": {"dataset": dev, "external": ext}}))
+    with pytest.raises(ConfigError, match=r"external set's classes \['glioma', 'meningioma'\] differ"):
+        plan_experiment(exp)

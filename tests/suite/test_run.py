@@ -135,3 +135,32 @@ def test_cli_run_writes_report(write_config, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["report"] and (out / "report.html").is_file()
     assert list((out / "figures").glob("*.png"))
+
+
+def test_cached_phase_costs_fewer_flops_than_the_same_phase_uncached(write_config, tmp_path):
+    rows = {}
+    for cache in ("auto", "off"):
+        out = tmp_path / cache
+        run_experiment(write_config(strategies=["DA"], **{"engine.cache": cache}), out=out, report=False, only="pretrain")
+        c = pd.read_csv(out / "costs.csv")
+        rows[cache] = c[(c.step == "pretrain") & (c.phase == "phase1")].iloc[0]
+    on, off = rows["auto"], rows["off"]
+    assert on.cached and not off.cached and on.images == off.images
+    assert on.flops_per_image < off.flops_per_image / 100  # head only vs the whole backbone each epoch
+    assert on.flops_total < off.flops_total / 1.5  # even counting the one cache-building forward pass
+
+
+def test_cli_pretrain_writes_weights_and_phase_logs(write_config, tmp_path, capsys):
+    out = tmp_path / "pre"
+    assert main(["pretrain", str(write_config(strategies=["DA_L1SB"])), "--out", str(out)]) == 0
+    assert "pre-training done" in capsys.readouterr().out
+    steps = list((out / "steps" / "pretrain").iterdir())
+    assert len(steps) == 2  # phase1, phase2
+    for s in steps:
+        info = json.loads((s / "step.json").read_text())
+        assert (s / "weights.safetensors").is_file()
+        assert len(info["result"]["phase"]["losses"]) == info["key"]["phase"]["epochs"]
+    log = (out / "log.txt").read_text()
+    assert "phase1: cached pooled features" in log and "phase2: cached activations after unit 17" in log
+    assert not (out / "metrics.csv").exists()  # pre-training only
+    assert (out / "costs.csv").is_file()

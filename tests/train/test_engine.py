@@ -149,3 +149,14 @@ def test_bf16_autocast_runs_on_cpu(data, tmp_path):
     r = train_phase(m, Phase("p", "last:1", 1e-4, 1), x, y, task_type="binary", workdir=tmp_path,
                     cfg=EngineConfig(precision="bf16", progress=False))
     assert np.isfinite(r.losses[0])
+
+
+def test_progress_off_a_tty_is_plain_log_lines(data, tmp_path, caplog):
+    x, y = data
+    m = build_for(get("DA"), "resnet18")
+    with caplog.at_level(logging.INFO, logger="medapt.train.engine"):
+        train_phase(m, Phase("warmup", "head", 1e-3, 20), x, y, task_type="binary", workdir=tmp_path,
+                    cfg=EngineConfig(progress=False))
+    lines = [r.getMessage() for r in caplog.records if "warmup epoch" in r.getMessage()]
+    assert len(lines) == 10  # about ten lines per phase, each with loss, throughput and ETA
+    assert "epoch 20/20 loss" in lines[-1] and "img/s" in lines[-1] and "ETA" in lines[-1]

@@ -23,8 +23,8 @@ def register(sub) -> None:
     )
     p.add_argument("config", type=Path, help="experiment YAML file with a `data:` section")
     p.add_argument("--out", type=Path, default=None, help="folder for prepared datasets (default: data.root)")
-    p.add_argument("--mean", type=float, nargs="+", default=None, help="normalisation mean (default ImageNet)")
-    p.add_argument("--std", type=float, nargs="+", default=None, help="normalisation std (default ImageNet)")
+    p.add_argument("--mean", type=float, nargs="+", default=None, help="normalisation mean (default: the config's backbone, else ImageNet)")
+    p.add_argument("--std", type=float, nargs="+", default=None, help="normalisation std (default: the config's backbone, else ImageNet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(p)
     p.set_defaults(func=_prepare)
@@ -59,13 +59,27 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _backbone_stats(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalisation of the experiment's backbone (as `medapt run` uses), else ImageNet's."""
+    from ..config import read_yaml
+
+    bb = read_yaml(config).get("backbone")
+    if isinstance(bb, dict) and bb.get("name"):
+        from ..models.backbones import create_backbone
+
+        _, info = create_backbone(str(bb["name"]), "none")
+        return tuple(info.mean), tuple(info.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 def _prepare(args) -> int:
     from ..data import load_data_section, prepare_section
 
     section = load_data_section(args.config)
+    mean0, std0 = _backbone_stats(args.config)
     # ImageNet statistics by default; for one channel their average (what a summed RGB stem sees)
-    default_mean = IMAGENET_MEAN if section.channels == 3 else (round(sum(IMAGENET_MEAN) / 3, 4),)
-    default_std = IMAGENET_STD if section.channels == 3 else (round(sum(IMAGENET_STD) / 3, 4),)
+    default_mean = mean0 if section.channels == 3 else (round(sum(mean0) / 3, 4),)
+    default_std = std0 if section.channels == 3 else (round(sum(std0) / 3, 4),)
     mean = tuple(args.mean) if args.mean else default_mean
     std = tuple(args.std) if args.std else default_std
     prepared = prepare_section(section, mean=mean, std=std, root=args.out,

@@ -74,13 +74,29 @@ class EngineSpec(_Model):
 
 
 class DownstreamSpec(_Model):
-    """Mehmood et al.'s downstream protocol: frozen GAP features, MLP heads, Adam 5e-5, 500 epochs, batch 64."""
+    """Mehmood et al.'s downstream protocol: frozen GAP features, MLP heads, Adam 5e-5, 500 epochs, batch 64.
+
+    ``metrics`` are stored per epoch for the test, validation and external splits (``auc`` is
+    required: the summaries and the report are built on it).
+    """
 
     heads: list[str] = Field(default_factory=lambda: ["model1", "model2"])
     epochs: int = Field(500, ge=1)
     lr: float = Field(5e-5, gt=0)
     batch_size: int | None = Field(64, ge=1)
     threshold: float = Field(0.9, gt=0, le=1)
+    metrics: list[str] = Field(default_factory=lambda: ["auc", "auprc", "accuracy"])
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from ..evaluate import METRICS
+
+        for m in v:
+            METRICS.get(m)
+        if "auc" not in v:
+            raise ValueError("metrics must include 'auc' (the report and the summaries are built on it)")
+        return v
 
     @field_validator("heads")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data.section import check_external
+from ..errors import ConfigError
 from ..models.backbones import create_backbone
 from ..strategies.catalogue import Strategy
 from .steps import Step
@@ -63,6 +64,9 @@ def plan_experiment(exp) -> Plan:
     _, winfo = create_backbone(exp.backbone.name, "none")  # validates the name; normalisation numbers
     mean, std = list(winfo.mean), list(winfo.std)
     d = exp.data
+    if d.channels != 3:
+        raise ConfigError(f"data.channels is {d.channels}, but the backbones take 3-channel input; set data.channels: 3 "
+                          "(grayscale images are replicated to 3 channels)")
     engine = exp.engine
     device = engine.device
 
@@ -100,6 +104,7 @@ def plan_experiment(exp) -> Plan:
                 for head in exp.downstream.heads:
                     hkey = {"head": head, "task": task, "epochs": exp.downstream.epochs, "lr": exp.downstream.lr,
                             "batch_size": exp.downstream.batch_size, "seed": seed,
+                            "metrics": sorted(exp.downstream.metrics),
                             "device": "cpu" if device == "auto" else device}
                     h = plan.add(Step("head", hkey, deps, run_head, label=f"{head} {task}"), name)
                     plan.heads.append((name, seed, head, task, h))

@@ -71,7 +71,7 @@ def run_prepare(ctx: RunContext, step, workdir: Path) -> dict:
     ds = prepare_dataset(spec, ctx.data_root, image_size=k["image_size"], channels=k["channels"],
                          mean=tuple(k["mean"]), std=tuple(k["std"]), split=split, progress=ctx.progress)
     counts = {s: int(len(ds.indices(s))) for s in ("train", "val", "test", "external")}
-    return {"path": str(ds.path), "digest": ds.digest, "n": int(len(ds.labels)), "classes": list(ds.classes),
+    return {"path": str(Path(ds.path).resolve()), "digest": ds.digest, "n": int(len(ds.labels)), "classes": list(ds.classes),
             "task_type": ds.task_type, "splits": counts}
 
 
@@ -211,7 +211,7 @@ def run_head(ctx: RunContext, step, workdir: Path) -> dict:
                          n_classes=ds.n_classes, epochs=k["epochs"], lr=k["lr"], batch_size=k["batch_size"],
                          seed=k["seed"], device=k["device"])
         meter.add_images(len(tr) * k["epochs"])
-    res.metrics.to_csv(workdir / "metrics.csv", index=False)
+    res.metrics[res.metrics["metric"].isin(k["metrics"])].to_csv(workdir / "metrics.csv", index=False)
     rows = []
     for split, probs in res.predictions.items():
         labels = evals[split][1]
