@@ -16,17 +16,22 @@ from .errors import ConfigError, did_you_mean
 __all__ = ["read_yaml", "apply_overrides", "format_validation_error"]
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (``yaml.safe_load``: config is data, never executed)."""
+def read_yaml(path: str | Path, what: str = "config file", expect: tuple[type, ...] = (dict,),
+              hint: str = " Start from examples/quickstart.yaml.") -> Any:
+    """Read a YAML document (``yaml.safe_load``: config is data, never executed).
+
+    ``what`` names the file in errors; the top level must be one of ``expect``.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist. Start from examples/quickstart.yaml.")
+        raise ConfigError(f"{what} {str(p)!r} does not exist.{hint}")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must be a YAML mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, expect):
+        kinds = " or ".join("a mapping" if t is dict else "a list" for t in expect)
+        raise ConfigError(f"{what} {str(p)!r} must hold {kinds} at the top level, got {type(data).__name__}")
     return data
 
 

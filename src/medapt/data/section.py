@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..config import read_yaml
 from ..errors import ConfigError, DataPathError
 from .prepare import IMAGENET_MEAN, IMAGENET_STD, PreparedDataset, prepare_dataset
 from .readers import READERS, ReadContext
@@ -116,11 +116,7 @@ def load_data_section(config: Path | dict) -> DataSection:
         path = Path(config)
         if not path.is_file():
             raise DataPathError(f"config file {str(path)!r} does not exist")
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        where = str(path)
+        doc, where = read_yaml(path), str(path)
     else:
         doc, where = config, "config"
     if not isinstance(doc, dict) or "data" not in doc:

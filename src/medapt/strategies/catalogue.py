@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..config import read_yaml
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -211,12 +210,7 @@ def load_yaml(path: str | Path, *, register_them: bool = True) -> list[Strategy]
             - {name: phase2, trainable: "last:3", lr: 1.0e-5, epochs: 150}
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"strategy file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"strategy file {str(p)!r} is not valid YAML: {exc}") from exc
+    data = read_yaml(p, "strategy file", (list, dict), hint="")
     if isinstance(data, dict):
         data = data.get("strategies")
     if not isinstance(data, list):
