@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ConsoleFilter(logging.Filter):
+    """Step lines and warnings on the console; phase and cost details only in log.txt (or with -v)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name in ("medapt.suite", "medapt.data.prepare")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    if getattr(args, "log_info", False):
-        level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "log_info", False) and args.verbose == 0:
+        # long commands show one line per step on the console; every detail goes to the run's log.txt
+        logging.getLogger("medapt").setLevel(logging.INFO)
+        for h in logging.getLogger().handlers:
+            h.addFilter(_ConsoleFilter())
     try:
         return int(args.func(args) or 0)
     except MedaptError as exc:

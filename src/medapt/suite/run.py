@@ -180,6 +180,10 @@ def run_experiment(
 
         return RunResult(run_dir, plan, dry_run=project_plan(plan, ctx))
     EXECUTORS.get(executor)  # unknown executor: a clear error before anything is written
+    if exp.cost.track_energy:
+        from ..cost import prime_energy_tracker
+
+        prime_energy_tracker()  # CodeCarbon's one-off CPU lookup, while the data is prepared
     with RunLock(run_dir):
         _check_run_dir(run_dir, exp, force)
         _write_atomic(run_dir / "config.yaml", exp.to_yaml())
