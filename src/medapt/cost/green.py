@@ -152,32 +152,28 @@ def match_cpu_profile(cpu_model: str | None, table: str = DEFAULT_TABLE) -> tupl
     table row matches (virtual CPUs often report just ``"Intel(R) Xeon(R) Processor"``) gets the
     table's ``any-cpu`` profile, and the note says so.
     """
-    profiles = [p for p in hardware_profiles(table).values() if p.kind == "cpu" and p.name != "any-cpu"]
-    default = hardware_profiles(table)["any-cpu"]
-    if cpu_model:
-        s = "-" + _slug(cpu_model) + "-"
-        # longest match first so "core-i9-10900kf" wins over "core-i9-10900k"
-        for p in sorted(profiles, key=lambda p: -len(p.name)):
-            if f"-{_strip_vendor(p.name)}-" in s:
-                return p, f"CPU {cpu_model!r} matched profile {p.name} ({p.tdp_per_core_w} W/core, table {table})"
-    return default, (
-        f"CPU {cpu_model or 'unknown'!r} is not in table {table}; used its default profile "
-        f"'any-cpu' ({default.tdp_per_core_w} W/core)"
-    )
+    return _match_profile(cpu_model, "cpu", table, _slug, "W/core")
 
 
 def match_gpu_profile(gpu_name: str | None, table: str = DEFAULT_TABLE) -> tuple[HardwareProfile, str]:
     """Like :func:`match_cpu_profile` for a GPU name (``torch.cuda.get_device_name()``)."""
-    profiles = [p for p in hardware_profiles(table).values() if p.kind == "gpu" and p.name != "any-gpu"]
-    default = hardware_profiles(table)["any-gpu"]
-    if gpu_name:
-        s = "-" + _strip_vendor(_slug(gpu_name)) + "-"
+    return _match_profile(gpu_name, "gpu", table, lambda n: _strip_vendor(_slug(n)), "W")
+
+
+def _match_profile(name: str | None, kind: str, table: str, slug, unit: str) -> tuple[HardwareProfile, str]:
+    """The longest table row of ``kind`` whose name stands in ``slug(name)``, else ``any-<kind>``."""
+    profiles = [p for p in hardware_profiles(table).values() if p.kind == kind and p.name != f"any-{kind}"]
+    default = hardware_profiles(table)[f"any-{kind}"]
+    what = kind.upper()
+    if name:
+        s = "-" + slug(name) + "-"
+        # longest match first so "core-i9-10900kf" wins over "core-i9-10900k"
         for p in sorted(profiles, key=lambda p: -len(p.name)):
             if f"-{_strip_vendor(p.name)}-" in s:
-                return p, f"GPU {gpu_name!r} matched profile {p.name} ({p.tdp_per_core_w} W, table {table})"
+                return p, f"{what} {name!r} matched profile {p.name} ({p.tdp_per_core_w} {unit}, table {table})"
     return default, (
-        f"GPU {gpu_name or 'unknown'!r} is not in table {table}; used its default profile "
-        f"'any-gpu' ({default.tdp_per_core_w} W)"
+        f"{what} {name or 'unknown'!r} is not in table {table}; used its default profile "
+        f"'any-{kind}' ({default.tdp_per_core_w} {unit})"
     )
 
 

@@ -124,6 +124,24 @@ def _onehot(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- metrics
 
+def _ranking_metric(y, scores, task_type: str, name: str, per_column, multiclass) -> float:
+    """The shared shape of ROC-AUC and AUPRC: ``per_column(y, s)`` per label (multi-label, then the
+    mean) or on class 1 (binary); ``multiclass(y, s)`` macro one-vs-rest. Undefined → NaN + warning."""
+    y, s = _check(y, scores, task_type)
+    if task_type == "multilabel":
+        vals = _per_column(y, s, per_column, name)
+        return float(np.nanmean(vals)) if np.isfinite(vals).any() else _undefined(f"{name}: no label has two classes")
+    present = np.unique(y)
+    if present.size < 2:
+        return _undefined(f"{name}: only class {present.tolist()} present among {len(y)} labels")
+    if task_type == "binary":
+        return float(per_column(y, s[:, 1]))
+    if present.size < s.shape[1]:
+        missing = sorted(set(range(s.shape[1])) - set(present.tolist()))
+        return _undefined(f"{name}: classes {missing} are absent from the labels (one-vs-rest needs every class)")
+    return float(multiclass(y, s))
+
+
 
 def per_label_auc(y: np.ndarray, scores: np.ndarray, task_type: str) -> np.ndarray:
     """ROC-AUC of each class (one-vs-rest) or label; NaN (with a warning) where undefined.
@@ -149,20 +167,12 @@ def roc_auc(y: np.ndarray, scores: np.ndarray, task_type: str) -> float:
     >>> roc_auc([0, 1, 1], [[.9, .1], [.4, .6], [.2, .8]], "binary")
     1.0
     """
-    y, s = _check(y, scores, task_type)
-    if task_type == "multilabel":
-        vals = _per_column(y, s, skm.roc_auc_score, "ROC-AUC")
-        return float(np.nanmean(vals)) if np.isfinite(vals).any() else _undefined("ROC-AUC: no label has two classes")
-    present = np.unique(y)
-    if present.size < 2:
-        return _undefined(f"ROC-AUC: only class {present.tolist()} present among {len(y)} labels")
-    if task_type == "binary":
-        return float(skm.roc_auc_score(y, s[:, 1]))
-    if present.size < s.shape[1]:
-        missing = sorted(set(range(s.shape[1])) - set(present.tolist()))
-        return _undefined(f"ROC-AUC: classes {missing} are absent from the labels (one-vs-rest needs every class)")
     # scikit-learn demands rows summing to 1 for "ovr"; the heads give softmax probabilities.
-    return float(skm.roc_auc_score(y, _as_probabilities(s), multi_class="ovr", average="macro", labels=np.arange(s.shape[1])))
+    return _ranking_metric(
+        y, scores, task_type, "ROC-AUC", skm.roc_auc_score,
+        lambda y, s: skm.roc_auc_score(y, _as_probabilities(s), multi_class="ovr", average="macro",
+                                       labels=np.arange(s.shape[1])),
+    )
 
 
 @METRICS.register("auprc")
@@ -172,19 +182,10 @@ def auprc(y: np.ndarray, scores: np.ndarray, task_type: str) -> float:
     Binary: AP of class 1. Multiclass: macro one-vs-rest AP. Multi-label: mean per-label AP over
     non-NaN rows. Undefined → warning and NaN, as for :func:`roc_auc`.
     """
-    y, s = _check(y, scores, task_type)
-    if task_type == "multilabel":
-        vals = _per_column(y, s, skm.average_precision_score, "AUPRC")
-        return float(np.nanmean(vals)) if np.isfinite(vals).any() else _undefined("AUPRC: no label has two classes")
-    present = np.unique(y)
-    if present.size < 2:
-        return _undefined(f"AUPRC: only class {present.tolist()} present among {len(y)} labels")
-    if task_type == "binary":
-        return float(skm.average_precision_score(y, s[:, 1]))
-    if present.size < s.shape[1]:
-        missing = sorted(set(range(s.shape[1])) - set(present.tolist()))
-        return _undefined(f"AUPRC: classes {missing} are absent from the labels")
-    return float(skm.average_precision_score(_onehot(y, s.shape[1]), s, average="macro"))
+    return _ranking_metric(
+        y, scores, task_type, "AUPRC", skm.average_precision_score,
+        lambda y, s: skm.average_precision_score(_onehot(y, s.shape[1]), s, average="macro"),
+    )
 
 
 @METRICS.register("accuracy")
