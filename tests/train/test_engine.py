@@ -94,14 +94,15 @@ def test_bn_frozen_keeps_running_stats(data, tmp_path):
     assert not torch.equal(m.units[0][1].running_mean, before)
 
 
-@pytest.mark.parametrize("spec", ["last:2", "head"])
-def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path, spec):
+@pytest.mark.parametrize("spec, augment", [("last:2", False), ("head", False), ("last:2", True)])
+def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path, spec, augment):
     x, y = data
     phase = Phase("p", spec, 1e-3, 4)
+    cfg = EngineConfig(progress=False, augment=augment)
     torch.manual_seed(0)
     ref = build_for(get("DA"), "resnet18")
     start = {k: v.clone() for k, v in ref.state_dict().items()}
-    train_phase(ref, phase, x, y, task_type="binary", workdir=tmp_path / "ref", cfg=EngineConfig(progress=False))
+    train_phase(ref, phase, x, y, task_type="binary", workdir=tmp_path / "ref", cfg=cfg)
 
     m = build_for(get("DA"), "resnet18")
     m.load_state_dict(start)
@@ -111,13 +112,12 @@ def test_resume_after_a_crash_gives_the_same_weights(data, tmp_path, spec):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_phase(m, phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=EngineConfig(progress=False),
-                    on_epoch_end=crash)
+        train_phase(m, phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=cfg, on_epoch_end=crash)
     # a new process: fresh model from the phase's starting weights, same working directory
     m2 = build_for(get("DA"), "resnet18")
     m2.load_state_dict(start)
-    r = train_phase(m2, phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=EngineConfig(progress=False))
-    assert r.resumed_from == 2 and len(r.losses) == 4
+    r = train_phase(m2, phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=cfg)
+    assert r.resumed_from == 2 and r.cached == (not augment) and len(r.losses) == 4
     _assert_same_weights(m2, ref)
 
 

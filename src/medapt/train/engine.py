@@ -102,10 +102,15 @@ def _optimizer(phase: Phase, params: list[nn.Parameter]) -> torch.optim.Optimize
     return torch.optim.SGD(params, lr=phase.lr, momentum=0.9)
 
 
+def _epoch_generator(seed: int, phase: str, epoch: int, purpose: str) -> torch.Generator:
+    """A generator that depends on (seed, phase, epoch, purpose) only, so resume is exact."""
+    s = int(hashlib.sha256(f"{seed}|{phase}|{epoch}|{purpose}".encode()).hexdigest()[:15], 16)
+    return torch.Generator().manual_seed(s)
+
+
 def _epoch_order(n: int, seed: int, phase: str, epoch: int) -> torch.Tensor:
-    """The data order of one epoch: a function of (seed, phase, epoch) only, so resume is exact."""
-    s = int(hashlib.sha256(f"{seed}|{phase}|{epoch}".encode()).hexdigest()[:15], 16)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(s))
+    """The data order of one epoch."""
+    return torch.randperm(n, generator=_epoch_generator(seed, phase, epoch, "order"))
 
 
 class _Running(nn.Module):
@@ -263,12 +268,12 @@ def train_phase(
 
     # --- the loop ------------------------------------------------------------------------------------------
     n, bs = len(rows), phase.batch_size
-    flip_gen = torch.Generator().manual_seed(cfg.seed + 1)
     progress = _Progress(phase.epochs, desc, cfg.progress, initial=first_epoch - 1)
     images = 0
     t_loop = time.perf_counter()
     for epoch in range(first_epoch, phase.epochs + 1):
         order = _epoch_order(n, cfg.seed, phase.name, epoch)
+        flip_gen = _epoch_generator(cfg.seed, phase.name, epoch, "flip")
         if rt.world_size > 1:
             order = order[rt.rank :: rt.world_size]
         total, count, te = 0.0, 0, time.perf_counter()
@@ -292,9 +297,10 @@ def train_phase(
         if not math.isfinite(losses[-1]):
             raise ConfigError(f"{desc}: loss became {losses[-1]} at epoch {epoch}; lower the learning rate "
                               f"(now {phase.lr}) or use precision fp32")
-        _save_checkpoint(ckpt_path, {"model": _changing_state(model), "optimizer": optimizer.state_dict(),
-                                     "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
-                                     "fingerprint": fp})
+        if rt.rank == 0:  # ranks hold the same weights under DDP; one writes
+            _save_checkpoint(ckpt_path, {"model": _changing_state(model), "optimizer": optimizer.state_dict(),
+                                         "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
+                                         "fingerprint": fp})
         dt = time.perf_counter() - te
         progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch))
         if on_epoch_end is not None:
