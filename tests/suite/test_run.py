@@ -164,3 +164,20 @@ def test_cli_pretrain_writes_weights_and_phase_logs(write_config, tmp_path, caps
     assert "phase1: cached pooled features" in log and "phase2: cached activations after unit 17" in log
     assert not (out / "metrics.csv").exists()  # pre-training only
     assert (out / "costs.csv").is_file()
+
+
+def test_local_weights_file_is_part_of_the_step_identity(write_config, tmp_path):
+    import torch
+
+    from medapt.models import create_backbone
+
+    f = tmp_path / "w.pt"
+    torch.save(create_backbone("tf_efficientnet_lite0", "embedded")[0].state_dict(), f)
+    cfg = write_config(strategies=["ImageNet"], **{"backbone.weights": str(f)})
+    a = plan_experiment(load_experiment(cfg))
+    f.write_bytes(f.read_bytes())  # the same path, rewritten: a new mtime
+    b = plan_experiment(load_experiment(cfg))
+    init = lambda plan: next(s for s in plan.steps if s.kind == "init")  # noqa: E731
+    assert init(a).hash != init(b).hash
+    with pytest.raises(ConfigError, match="neither none, embedded, imagenet nor an existing file"):
+        plan_experiment(load_experiment(write_config(**{"backbone.weights": str(tmp_path / "missing.pt")})))

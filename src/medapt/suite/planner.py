@@ -8,6 +8,7 @@ and dataset; ``ImageNet`` and ``DA``'s initial weights are one step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data.section import check_external
 from ..errors import ConfigError
@@ -63,6 +64,14 @@ def plan_experiment(exp) -> Plan:
     plan = Plan()
     _, winfo = create_backbone(exp.backbone.name, "none")  # validates the name; normalisation numbers
     mean, std = list(winfo.mean), list(winfo.std)
+    weights_file = None  # a local weights file: its size and mtime, so a replaced file is not reused stale
+    if exp.backbone.weights not in ("none", "embedded", "imagenet"):
+        p = Path(exp.backbone.weights).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"backbone.weights {exp.backbone.weights!r} is neither none, embedded, imagenet nor an "
+                              "existing file; give the path to a .safetensors or .pt state dict")
+        st = p.stat()
+        weights_file = {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     d = exp.data
     if d.channels != 3:
         raise ConfigError(f"data.channels is {d.channels}, but the backbones take 3-channel input; set data.channels: 3 "
@@ -86,7 +95,7 @@ def plan_experiment(exp) -> Plan:
     for seed in exp.seeds:
         for name in exp.strategies:
             s = exp.strategy(name)
-            init_key = {"backbone": exp.backbone.name, "weights": exp.backbone.weights,
+            init_key = {"backbone": exp.backbone.name, "weights": exp.backbone.weights, "weights_file": weights_file,
                         "surgery": {"keep": s.surgery.keep, "init": s.surgery.init}, "seed": seed}
             w = plan.add(Step("init", init_key, [src], run_init, label=f"{s.surgery.keep} {s.surgery.init}"), name)
             for phase in s.phases:
