@@ -13,7 +13,6 @@ from pathlib import Path
 from ..data.section import check_external
 from ..errors import ConfigError
 from ..models.backbones import create_backbone
-from ..strategies.catalogue import Strategy
 from .steps import Step
 from .tasks import run_extract, run_head, run_inference, run_init, run_prepare, run_pretrain
 
@@ -37,26 +36,21 @@ class Plan:
             self._by_id[step.id] = have = step
             self.steps.append(step)
         if user is not None:
-            have.add_user(user)
-            for d in have.deps:  # a user of a step needs its dependencies too
-                self._add_user_recursive(d, user)
+            self._add_user(have, user)
         return have
 
-    def _add_user_recursive(self, step: Step, user: str) -> None:
+    def _add_user(self, step: Step, user: str) -> None:
+        """``user`` needs ``step`` and so every step it depends on."""
         if user not in step.users:
             step.add_user(user)
             for d in step.deps:
-                self._add_user_recursive(d, user)
+                self._add_user(d, user)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.steps:
             out[s.kind] = out.get(s.kind, 0) + 1
         return out
-
-
-def _strategy_label(s: Strategy) -> str:
-    return s.name
 
 
 def plan_experiment(exp) -> Plan:
