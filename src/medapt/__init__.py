@@ -1,7 +1,37 @@
-"""medapt — resource-efficient domain-adaptive pre-training for medical images."""
+"""medapt — resource-efficient domain-adaptive pre-training for medical images.
+
+The public API (imported lazily, so ``import medapt`` and the CLI's ``--help`` stay fast)::
+
+    medapt.load_experiment(path, overrides=None) -> Experiment
+    medapt.run(config_or_experiment, out=None, ...) -> RunResult     # = medapt.suite.run_experiment
+    medapt.build_report(run_dir) -> Path
+    medapt.models.build(backbone, weights, n_outputs=1)                # UnitModel
+    medapt.strategies.get(name), medapt.strategies.params_report(...)
+    medapt.train.train_phase(...), medapt.data.prepare_dataset(...), medapt.cost.green_algorithms(...)
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "load_experiment": ("medapt.suite", "load_experiment"),
+    "run": ("medapt.suite", "run_experiment"),
+    "run_experiment": ("medapt.suite", "run_experiment"),
+    "build_report": ("medapt.report", "build_report"),
+}
+_SUBMODULES = ("models", "strategies", "train", "data", "evaluate", "cost", "suite", "report", "errors")
+
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"medapt.{name}")
+    raise AttributeError(f"module 'medapt' has no attribute {name!r}")
