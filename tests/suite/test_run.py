@@ -125,6 +125,9 @@ def test_cli_dry_run_prints_plan_with_projection(write_config, tmp_path, capsys)
     pre = [r for r in rows if r["kind"] == "pretrain"]
     shared = [r for r in pre if len(r["users"]) > 1]
     assert shared and all(r["status"] == "to run" for r in rows[:-1])
+    assert all(r["flops"] > 0 for r in rows if r["kind"] in ("pretrain", "extract", "head"))
+    heads = [r for r in rows if r["kind"] == "head"]
+    assert all(r["images"] == 18 * 3 for r in heads)  # 18 training images (75% of 3 x 8) x 3 epochs
     assert not (tmp_path / "dry").exists()  # a dry run writes nothing
 
 

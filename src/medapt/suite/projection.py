@@ -79,11 +79,25 @@ def _phase_flops(backbone: str, keep: str, init: str, trainable: str, size: int,
 
 
 @lru_cache(maxsize=16)
-def _forward_flops(backbone: str, keep: str, size: int) -> float:
+def _forward_flops(backbone: str, keep: str, size: int) -> tuple[float, int]:
+    """(forward FLOPs per image of the feature extractor, number of features)."""
     model = build_for(Strategy("-", "-", Surgery(keep, "random")), backbone, "none").eval()
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
-        return count_flops(lambda: model.features(x))
+        return count_flops(lambda: model.features(x)), model.num_features
+
+
+@lru_cache(maxsize=16)
+def _head_flops(head: str, n_features: int, n_classes: int) -> float:
+    from ..evaluate import build_head
+
+    return training_flops_per_image(build_head(head, n_features, n_classes), torch.zeros(2, n_features))
+
+
+def _init_of(step):
+    while step.kind != "init":
+        step = step.deps[0]
+    return step
 
 
 def _probe_flops_per_second(exp) -> tuple[float, str]:
@@ -126,9 +140,7 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
         elif s.kind == "pretrain":
             src = s.deps[1]
             _, n_train, k = _dataset_size(src, ctx)
-            init = s.deps[0]
-            while init.kind != "init":
-                init = init.deps[0]
+            init = _init_of(s.deps[0])
             ph = s.key["phase"]
             n_out = 1 if (k or 2) <= 2 else k
             e = s.key["engine"]
@@ -138,13 +150,16 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
                 images = n_train * ph["epochs"]
                 flops = images * fpi + (n_train * prefix if cached else 0.0)
         elif s.kind == "extract":
-            w = s.deps[0]
-            while w.kind != "init":
-                w = w.deps[0]
             n = _dataset_size(s.deps[1], ctx)[0]
             if n is not None:
                 images = n
-                flops = n * _forward_flops(exp.backbone.name, w.key["surgery"]["keep"], size)
+                flops = n * _forward_flops(exp.backbone.name, _init_of(s.deps[0]).key["surgery"]["keep"], size)[0]
+        elif s.kind == "head":
+            _, n_train, k = _dataset_size(s.deps[1], ctx)
+            if n_train is not None:
+                n_feat = _forward_flops(exp.backbone.name, _init_of(s.deps[0].deps[0]).key["surgery"]["keep"], size)[1]
+                images = n_train * s.key["epochs"]
+                flops = images * _head_flops(s.key["head"], n_feat, k)
         rows.append({"id": s.id, "kind": s.kind, "label": s.label, "users": list(s.users), "status": status,
                      "images": images, "flops": flops,
                      "seconds": project_seconds(flops, flops_per_s) if flops and status != "done" else 0.0})
