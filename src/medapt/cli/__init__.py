@@ -47,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    root, medapt_log = logging.getLogger(), logging.getLogger("medapt")
+    had, old_level = list(root.handlers), medapt_log.level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ours = [h for h in root.handlers if h not in had]  # never touch an embedding program's handlers
     if getattr(args, "log_info", False) and args.verbose == 0:
         # long commands show one line per step on the console; every detail goes to the run's log.txt
-        logging.getLogger("medapt").setLevel(logging.INFO)
-        for h in logging.getLogger().handlers:
+        medapt_log.setLevel(logging.INFO)
+        for h in ours:
             h.addFilter(_ConsoleFilter())
     try:
         return int(args.func(args) or 0)
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medapt: interrupted", file=sys.stderr)
         return 130
+    finally:
+        medapt_log.setLevel(old_level)
+        for h in ours:
+            root.removeHandler(h)
 
 
 if __name__ == "__main__":  # pragma: no cover
