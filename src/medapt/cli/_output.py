@@ -9,6 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def add_experiment_args(p: argparse.ArgumentParser, what: str = "experiment YAML (see examples/quickstart.yaml)") -> None:
+    """CONFIG, --out, -o/--override and --force: the arguments of every command that runs an experiment."""
+    p.add_argument("config", help=what)
+    p.add_argument("--out", help="run directory (default: runs/<experiment name>)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. -o engine.device=cuda -o seeds=[0,1,2] (repeatable)")
+    p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
+
+
 def add_format_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._output import add_format_option, emit_json, emit_table
+from ._output import add_experiment_args, add_format_option, emit_json, emit_table
 
 
 def register(sub) -> None:
@@ -30,11 +30,7 @@ def register(sub) -> None:
                        description="Prepare the source dataset and run every pre-training phase of the strategies "
                        "in CONFIG (shared phases once), writing checkpoints, weights and a per-phase log under "
                        "the run directory. `medapt run` does this and the downstream evaluation.")
-    p.add_argument("config", help="experiment YAML (see examples/quickstart.yaml)")
-    p.add_argument("--out", help="run directory (default: runs/<experiment name>)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. -o engine.device=cpu (repeatable)")
-    p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
+    add_experiment_args(p)
     p.set_defaults(func=_pretrain, log_info=True)
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._output import add_format_option, emit_json, emit_table
+from ._output import add_experiment_args, add_format_option, emit_json, emit_table
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml"
 
@@ -17,14 +17,10 @@ def register(sub) -> None:
                        description="Plan every step of the experiment in CONFIG (strategies x seeds x heads x tasks), "
                        "run each step once (shared steps once, completed steps reused, interrupted training resumed), "
                        "collect metrics.csv / costs.csv and write report.html in the run directory.")
-    p.add_argument("config", help="experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
-    p.add_argument("--out", help="run directory (default: runs/<experiment name>)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. -o engine.device=cuda -o seeds=[0,1,2] (repeatable)")
+    add_experiment_args(p, "experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where steps run (default local)")
     p.add_argument("--resume", action="store_true",
                    help="continue a previous run in --out (the default behaviour: completed steps are always reused)")
-    p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (steps, sharing, what is done) with projected FLOPs and time; run nothing")
     p.add_argument("--no-report", action="store_true", help="skip report.html (`medapt report DIR` builds it later)")
