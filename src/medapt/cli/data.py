@@ -6,11 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..constants import DATA_FORMATS as FORMATS
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ._output import add_format_option, emit_json, emit_table
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FORMATS = ("phantom", "brats", "cemri", "folder", "csv", "dicom", "medmnist")
 
 
 def register(sub) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError, DuplicateIdError, EmptyDatasetError
 from ._image import dtype_range, preprocess
 from .readers import READERS, ReadContext, Record, Skipped, Source
@@ -55,8 +56,6 @@ log = logging.getLogger(__name__)
 
 #: version of the prepared-folder layout; part of every key
 LAYOUT_VERSION = "1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,6 +31,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from ..constants import DATA_FORMATS
+
 __all__ = [
     "SplitSpec",
     "PhantomSpec",
@@ -282,7 +284,7 @@ DatasetSpec = Annotated[
 
 _ADAPTER: TypeAdapter = TypeAdapter(DatasetSpec)
 
-FORMATS: tuple[str, ...] = ("phantom", "brats", "cemri", "folder", "csv", "dicom", "medmnist")
+FORMATS: tuple[str, ...] = DATA_FORMATS
 
 
 def format_validation_error(exc) -> str:

@@ -21,12 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UnknownNameError, WeightsError
 
 __all__ = ["WeightsInfo", "create_backbone", "load_state_dict_file", "embedded_lite0_state_dict", "list_backbones"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import torch
 
 from ..cost import count_flops, project_seconds, throughput_probe, training_flops_per_image
 from ..strategies import Phase, Strategy, Surgery, apply_phase, build_for
-from ..train import Runtime, loss_for, plan_cache
+from ..models.model import GapHead
+from ..train import RunningPart, Runtime, loss_for, plan_cache
 
 __all__ = ["project_plan"]
 
@@ -64,17 +65,8 @@ def _phase_flops(backbone: str, keep: str, init: str, trainable: str, size: int,
             a = model.forward_units(x, 0, plan.cut)
             prefix = count_flops(lambda: model.forward_units(x, 0, plan.cut)) / 2
         if plan.pooled:
-            a = a.mean(dim=(2, 3))
-
-        class _Rest(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.m = model
-
-            def forward(self, z):
-                return self.m.forward_from(z, plan.cut)
-
-        return training_flops_per_image(_Rest(), a, lambda o: loss(o.float(), y)), prefix, True
+            a = GapHead.pool(a)
+        return training_flops_per_image(RunningPart(model, plan.cut), a, lambda o: loss(o.float(), y)), prefix, True
     return training_flops_per_image(model, x, lambda o: loss(o.float(), y)), 0.0, False
 
 

@@ -81,9 +81,9 @@ def _n_outputs(task_type: str, n_classes: int) -> int:
     return 1 if task_type == "binary" else n_classes
 
 
-def _model_for(key: dict, n_outputs: int) -> UnitModel:
-    s = Strategy("-", "-", Surgery(**key["surgery"]))
-    return build_for(s, key["backbone"], "none", n_outputs=n_outputs)
+def _model_for(key: dict, n_outputs: int, weights: str = "none") -> UnitModel:
+    """The model an ``init`` key describes (backbone + surgery), with ``weights`` loaded."""
+    return build_for(Strategy("-", "-", Surgery(**key["surgery"])), key["backbone"], weights, n_outputs=n_outputs)
 
 
 def _init_key(step) -> dict:
@@ -115,10 +115,9 @@ def run_init(ctx: RunContext, step, workdir: Path) -> dict:
     k = step.key
     src = ctx.dataset(step.deps[0])
     n_out = _n_outputs(src.task_type, src.n_classes)
-    s = Strategy("-", "-", Surgery(**k["surgery"]))
     with torch.random.fork_rng(devices=[]):  # the head's init depends on the suite seed only
         torch.manual_seed(int(k["seed"]))
-        model = build_for(s, k["backbone"], k["weights"], n_outputs=n_out)
+        model = _model_for(k, n_out, k["weights"])
     _save_weights(model, workdir)
     return {"n_outputs": n_out, "n_units": model.n_units, "unit_names": model.unit_names,
             "params": model.n_params(), "weights_source": model.weights.source,

@@ -29,7 +29,7 @@ from ..strategies.surgery import BN_POLICIES, apply_phase
 from .cache import CachePlan, build_prefix_cache, plan_cache
 from .runtime import Runtime
 
-__all__ = ["EngineConfig", "PhaseResult", "train_phase", "loss_for", "TASK_TYPES"]
+__all__ = ["EngineConfig", "PhaseResult", "RunningPart", "train_phase", "loss_for", "TASK_TYPES"]
 
 log = logging.getLogger(__name__)
 TASK_TYPES = ("binary", "multiclass", "multilabel")
@@ -113,8 +113,8 @@ def _epoch_order(n: int, seed: int, phase: str, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=_epoch_generator(seed, phase, epoch, "order"))
 
 
-class _Running(nn.Module):
-    """The part of the model that runs each step: units ``start..`` then the head."""
+class RunningPart(nn.Module):
+    """The part of the model that runs each step: units ``start..`` then the head (the rest is cached)."""
 
     def __init__(self, model: UnitModel, start: int):
         super().__init__()
@@ -240,7 +240,7 @@ def train_phase(
             meter.add_flops(_forward_flops(model, plan, x, rt) * len(rows))
     else:
         inputs, start, in_rows = x, 0, rows
-    running = _Running(model, start)
+    running = RunningPart(model, start)
     if meter is not None and phase.epochs > 0:
         _meter_flops(meter, running, inputs[in_rows[:2]], phase, task_type, y[rows[:2]], rt)
 
@@ -333,7 +333,7 @@ def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime
         return count_flops(lambda: model.forward_units(xb, 0, plan.cut))
 
 
-def _meter_flops(meter, running: _Running, inputs: np.ndarray, phase: Phase, task_type: str, y: np.ndarray,
+def _meter_flops(meter, running: RunningPart, inputs: np.ndarray, phase: Phase, task_type: str, y: np.ndarray,
                  rt: Runtime) -> None:
     """Training FLOPs per image (forward + backward) of the part that actually runs each step."""
     from ..cost import training_flops_per_image
