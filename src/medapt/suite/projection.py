@@ -125,7 +125,7 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
     log.info("dry run: throughput probe %s (%.1fs)", probe, time.perf_counter() - t0)
     sizes: dict[str, tuple[int | None, int | None, int | None]] = {}
 
-    def size(prepare_step):  # once per dataset: sizing a real source reads it
+    def sized(prepare_step):  # once per dataset: sizing a real source reads it
         if prepare_step.id not in sizes:
             sizes[prepare_step.id] = _dataset_size(prepare_step, ctx)
         return sizes[prepare_step.id]
@@ -135,10 +135,10 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
         status = "done" if ctx.store.done(s) else ("partial" if ctx.store.partial(s).exists() else "to run")
         flops, images = 0.0, None
         if s.kind == "prepare":
-            images = size(s)[0]
+            images = sized(s)[0]
         elif s.kind == "pretrain":
             src = s.deps[1]
-            _, n_train, k = size(src)
+            _, n_train, k = sized(src)
             init = _init_of(s.deps[0])
             ph = s.key["phase"]
             n_out = 1 if (k or 2) <= 2 else k
@@ -149,12 +149,12 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
                 images = n_train * ph["epochs"]
                 flops = images * fpi + (n_train * prefix if cached else 0.0)
         elif s.kind == "extract":
-            n = size(s.deps[1])[0]
+            n = sized(s.deps[1])[0]
             if n is not None:
                 images = n
                 flops = n * _forward_flops(exp.backbone.name, _init_of(s.deps[0]).key["surgery"]["keep"], size)[0]
         elif s.kind == "head":
-            _, n_train, k = size(s.deps[1])
+            _, n_train, k = sized(s.deps[1])
             if n_train is not None:
                 n_feat = _forward_flops(exp.backbone.name, _init_of(s.deps[0].deps[0]).key["surgery"]["keep"], size)[1]
                 images = n_train * s.key["epochs"]
