@@ -26,19 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medapt.strategies import build_for, get
-from medapt.train import EngineConfig, train_phase
+from medapt.models import build
+from medapt.strategies import get
+from medapt.train import EngineConfig, Runtime, train_phase
 
 
 def _run(backbone, strategy, phase_name, epochs, x, y, cache, tmp: Path):
     s = get(strategy)
     torch.manual_seed(0)
-    model = build_for(s, backbone, "none", n_outputs=1)
+    model = build(backbone, s.surgery, n_outputs=1)
     phase = next(p for p in s.phases if p.name == phase_name)
     phase = type(phase)(**{**phase.__dict__, "epochs": epochs})
     t0 = time.perf_counter()
     r = train_phase(model, phase, x, y, task_type="binary", workdir=tmp / f"{strategy}-{phase_name}-{cache}",
-                    cfg=EngineConfig(cache=cache, progress=False, device="cpu"))
+                    cfg=EngineConfig(cache=cache, progress=False), runtime=Runtime("cpu"))
     return time.perf_counter() - t0, r
 
 

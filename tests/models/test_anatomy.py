@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from medapt.errors import ConfigError
-from medapt.models import build, create_backbone, dissect
+from medapt.models import Surgery, build, create_backbone, dissect
 from medapt.models.anatomy import check_equivalent
 
 # Parameters kept by truncation after unit k of a timm ResNet50 (REFERENCE.md, from Mehmood et al.'s
@@ -47,7 +47,7 @@ def test_efficientnet_last_unit_is_conv_head_of_last_stage():
 
 
 def test_truncate_keeps_units_and_head_matches_channels():
-    m = build("resnet50", keep_units=4)
+    m = build("resnet50", Surgery(keep="cut:4"))
     assert m.n_units == 4 and m.head.in_features == 256
     assert m.n_params() == 225_344 + 257  # Table 1: DA_TF_F1B total (timm), REFERENCE.md
     out = m(torch.zeros(2, 3, 32, 32))
@@ -56,7 +56,7 @@ def test_truncate_keeps_units_and_head_matches_channels():
 
 def test_cut_point_out_of_range_is_a_clear_error():
     with pytest.raises(ConfigError, match="cut points 1..9"):
-        build("resnet18", keep_units=10)
+        build("resnet18", Surgery(keep="cut:10"))
     with pytest.raises(ConfigError, match="stages 0..4"):
         dissect(create_backbone("resnet18")[0]).stage_end(5)
 

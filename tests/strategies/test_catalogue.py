@@ -5,7 +5,8 @@ import json
 import pytest
 
 from medapt.errors import ConfigError, UnknownNameError
-from medapt.strategies import STRATEGIES, Phase, build_for, get, load_yaml, params_report
+from medapt.models import build
+from medapt.strategies import STRATEGIES, Phase, get, load_yaml, params_report
 
 MEHMOOD_TEN = ["ImageNet", "DA", "DA_L1SB", "DA_L2SB", "DA_L1SB_PFT", "DA_L2SB_PFT", "DA_TF_F1B", "DA_TF_F2B",
                "ImageNet_TF_F1B", "ImageNet_TF_F2B"]
@@ -33,7 +34,7 @@ def test_catalogue_has_the_paper_strategies_and_baselines():
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_builds_on_a_small_backbone(name):
     s = get(name)
-    m = build_for(s, "resnet18", n_outputs=3)
+    m = build("resnet18", s.surgery, n_outputs=3)
     assert m.head.n_outputs == 3
     for p in s.phases:
         assert params_report("resnet18", s, n_outputs=3)["phases"]

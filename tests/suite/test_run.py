@@ -71,10 +71,10 @@ def test_different_config_is_refused_without_force(write_config, tmp_path):
 
 
 def test_interrupted_pretrain_resumes(write_config, tmp_path, monkeypatch):
-    from medapt.suite import tasks
+    from medapt.suite.kinds import pretrain
 
     out = tmp_path / "run"
-    real = tasks.train_phase
+    real = pretrain.train_phase
     calls = {"n": 0}
 
     def crash_in_second_phase(*a, **k):
@@ -83,12 +83,12 @@ def test_interrupted_pretrain_resumes(write_config, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(tasks, "train_phase", crash_in_second_phase)
+    monkeypatch.setattr(pretrain, "train_phase", crash_in_second_phase)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(write_config(), out=out, report=False, only="pretrain")
     partial = list((out / "steps" / "pretrain").glob("*.partial"))
     assert len(partial) == 1  # the interrupted step never looks complete
-    monkeypatch.setattr(tasks, "train_phase", real)
+    monkeypatch.setattr(pretrain, "train_phase", real)
     res = run_experiment(write_config(), out=out, report=False, only="pretrain")
     assert len(res.reused) >= 2  # prepare + init + the completed phase 1
     assert not list((out / "steps" / "pretrain").glob("*.partial"))

@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from medapt.errors import CheckpointError, ConfigError
-from medapt.strategies import Phase, build_for, get
-from medapt.train import EngineConfig, plan_cache, train_phase
+from medapt.models import build
+from medapt.strategies import Phase, Strategy, get
 from medapt.strategies.surgery import apply_phase
+from medapt.train import EngineConfig, Runtime, plan_cache, train_phase
+
+
+def build_for(strategy: Strategy, backbone: str, n_outputs: int = 1):
+    return build(backbone, strategy.surgery, n_outputs=n_outputs)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def _assert_same_weights(a, b):
 
 def test_head_only_phase_cached_equals_uncached(data, tmp_path):
     x, y = data
-    s = get("LinearProbe").with_epochs({"probe": 3})
+    s = Strategy("probe", "test", phases=(Phase("probe", "head", 1e-4, 3),))
     a, [ra] = _train(s, x, y, tmp_path, "auto")
     b, [rb] = _train(s, x, y, tmp_path, "off")
     assert ra.cached and not rb.cached and "pooled features" in ra.cache_note
@@ -138,16 +143,14 @@ def test_bad_engine_values():
     with pytest.raises(ConfigError, match="bn_policy"):
         EngineConfig(bn_policy="sometimes")
     with pytest.raises(ConfigError, match="fp16 is not supported on CPU"):
-        train_phase(build_for(get("DA"), "resnet18"), Phase("p", "head", 1e-3, 1), np.zeros((2, 3, 32, 32), np.float32),
-                    np.zeros(2), task_type="binary", workdir=__import__("pathlib").Path("/tmp/unused-medapt"),
-                    cfg=EngineConfig(device="cpu", precision="fp16"))
+        Runtime("cpu", "fp16")
 
 
 def test_bf16_autocast_runs_on_cpu(data, tmp_path):
     x, y = data
     m = build_for(get("DA"), "resnet18")
     r = train_phase(m, Phase("p", "last:1", 1e-4, 1), x, y, task_type="binary", workdir=tmp_path,
-                    cfg=EngineConfig(precision="bf16", progress=False))
+                    cfg=EngineConfig(progress=False), runtime=Runtime("cpu", "bf16"))
     assert np.isfinite(r.losses[0])
 
 

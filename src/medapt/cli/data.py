@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ..constants import DATA_FORMATS as FORMATS
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ._output import add_format_option, emit_json, emit_table
 
 
@@ -57,31 +56,11 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _backbone_stats(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The normalisation of the experiment's backbone (as `medapt run` uses), else ImageNet's."""
-    from ..config import read_yaml
-
-    bb = read_yaml(config).get("backbone")
-    if isinstance(bb, dict) and bb.get("name"):
-        from ..models.backbones import create_backbone
-
-        _, info = create_backbone(str(bb["name"]), "none")
-        return tuple(info.mean), tuple(info.std)
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
 def _prepare(args) -> int:
-    from ..data import load_data_section, prepare_section
+    from ..suite.prepare import prepare_experiment_data
 
-    section = load_data_section(args.config)
-    mean0, std0 = _backbone_stats(args.config)
-    # ImageNet statistics by default; for one channel their average (what a summed RGB stem sees)
-    default_mean = mean0 if section.channels == 3 else (round(sum(mean0) / 3, 4),)
-    default_std = std0 if section.channels == 3 else (round(sum(std0) / 3, 4),)
-    mean = tuple(args.mean) if args.mean else default_mean
-    std = tuple(args.std) if args.std else default_std
-    prepared = prepare_section(section, mean=mean, std=std, root=args.out,
-                               progress=not args.no_progress and sys.stderr.isatty())
+    prepared = prepare_experiment_data(args.config, root=args.out, mean=args.mean, std=args.std,
+                                       progress=not args.no_progress and sys.stderr.isatty())
     rows = []
     for name, ds in prepared.items():
         m = ds.meta

@@ -18,7 +18,12 @@ def register(sub) -> None:
                        "run each step once (shared steps once, completed steps reused, interrupted training resumed), "
                        "collect metrics.csv / costs.csv and write report.html in the run directory.")
     add_experiment_args(p, "experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"], help="where steps run (default local)")
+    from ..suite.executors import EXECUTORS
+
+    p.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="where steps run (default local)")
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="run each training step on N processes with torchrun + DDP (GPUs, or CPU cores with gloo); "
+                   "only rank 0 writes. Same as -o engine.nproc_per_node=N")
     p.add_argument("--resume", action="store_true",
                    help="continue a previous run in --out (the default behaviour: completed steps are always reused)")
     p.add_argument("--dry-run", action="store_true",
@@ -49,17 +54,24 @@ def _print_plan(rows: list[dict], fmt: str) -> None:
                       f"{r['flops']:.3g}" if r["flops"] else "", f"{r['seconds']:.1f}" if r["seconds"] else ""])
     emit_table(table, ["step", "what", "used by", "status", "images", "FLOPs", "est. s"])
     tot = rows[-1]
-    todo = sum(1 for r in rows[:-1] if r["status"] != "done")
-    shared = sum(1 for r in rows[:-1] if len(r["users"]) > 1)
-    print(f"\n{len(rows) - 1} steps ({shared} shared by several strategies), {todo} to run; "
-          f"total {tot['flops']:.3g} FLOPs, about {tot['seconds']:.0f} s projected from a measured probe: {tot['label']}")
+    steps = [r for r in rows[:-1] if r["kind"] != "pending"]
+    todo = sum(1 for r in steps if r["status"] != "done")
+    shared = sum(1 for r in steps if len(r["users"]) > 1)
+    later = [r for r in rows[:-1] if r["kind"] == "pending"]
+    print(f"\n{len(steps)} steps ({shared} shared by several strategies), {todo} to run"
+          + (f", and {len(later)} group(s) of steps that depend on results (upper bounds included)" if later else "")
+          + f"; total {tot['flops']:.3g} FLOPs, about {tot['seconds']:.0f} s projected from a measured probe: "
+          f"{tot['label']}")
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..suite import run_experiment
 
     t0 = time.perf_counter()
-    res = run_experiment(args.config, out=args.out, overrides=args.override, force=args.force, dry_run=args.dry_run,
+    overrides = list(args.override)
+    if args.nproc_per_node is not None:
+        overrides.append(f"engine.nproc_per_node={args.nproc_per_node}")
+    res = run_experiment(args.config, out=args.out, overrides=overrides, force=args.force, dry_run=args.dry_run,
                          executor=args.executor, report=not args.no_report)
     if args.dry_run:
         _print_plan(res.dry_run, args.format)

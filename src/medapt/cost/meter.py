@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..atomic import atomic_write_csv
 from ..errors import CostError
 from .energy import EnergyReading, EnergyTracker
 
@@ -205,7 +204,7 @@ class PhaseMeter:
 
 
 def write_costs_csv(rows: list[dict], path: Path) -> None:
-    """Write ``costs.csv`` atomically (temporary file in the same folder, then ``os.replace``).
+    """Write ``costs.csv`` atomically (:mod:`medapt.atomic`: a temporary file beside it, then renamed).
 
     Every row must have exactly the :data:`COST_COLUMNS` keys; they are written in that order.
     """
@@ -218,19 +217,7 @@ def write_costs_csv(rows: list[dict], path: Path) -> None:
                 f"costs.csv row {i} ({r.get('strategy')}/{r.get('step')}/{r.get('phase')}): "
                 f"missing columns {missing}, unknown columns {extra}; use PhaseMeter.row() to build rows."
             )
-    df = pd.DataFrame(list(rows), columns=list(COST_COLUMNS))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_csv(pd.DataFrame(list(rows), columns=list(COST_COLUMNS)), path)
 
 
 def read_costs_csv(path: Path) -> pd.DataFrame:

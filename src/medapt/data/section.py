@@ -13,7 +13,8 @@
           dataset:  {format: phantom, task: tumor_type, n_per_class: 60}
           external: {format: phantom, task: tumor_type, n_per_class: 40, shift: true}
 
-The source (DAPT) dataset and each target's development dataset are split with ``split``;
+The source (DAPT) dataset — optional when no strategy pre-trains — and each target's development
+dataset are split with ``split``;
 an external dataset is never split (every row ``external``).
 """
 
@@ -48,7 +49,7 @@ class DataSection(BaseModel):
     channels: int = Field(3, ge=1, le=3)
     root: Path = Path(".medapt-cache/data")
     split: SplitSpec = SplitSpec()
-    source: DatasetSpec
+    source: DatasetSpec | None = None  # only strategies with source (DAPT) phases need one
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
 
     @field_validator("channels")
@@ -94,7 +95,7 @@ def prepare_section(
 ) -> dict[str, PreparedDataset]:
     """Prepare every dataset of a ``data:`` section.
 
-    Returns a dict with keys ``"source"``, ``"<task>"`` and ``"<task>/external"``. ``mean`` /
+    Returns a dict with keys ``"source"`` (when there is one), ``"<task>"`` and ``"<task>/external"``. ``mean`` /
     ``std`` are the backbone's normalisation; ``root`` overrides ``section.root``. Class lists of
     each target's dataset and external set are checked to match before anything is read.
     """
@@ -102,7 +103,9 @@ def prepare_section(
         check_external(name, target)
     root = Path(root) if root is not None else section.root
     common = dict(image_size=section.image_size, channels=section.channels, mean=mean, std=std, progress=progress)
-    out = {"source": prepare_dataset(section.source, root, split=section.split, **common)}
+    out = {}
+    if section.source is not None:
+        out["source"] = prepare_dataset(section.source, root, split=section.split, **common)
     for name, target in section.targets.items():
         out[name] = prepare_dataset(target.dataset, root, split=section.split, **common)
         if target.external is not None:

@@ -28,7 +28,7 @@ __all__ = ["HEADS", "HeadResult", "build_head", "train_head", "mlp"]
 log = logging.getLogger(__name__)
 
 #: name -> ``f(in_features, n_outputs) -> nn.Module``.
-HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head", hint="Known heads: model1, model2, linear.")
+HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
 
 
 def mlp(in_features: int, hidden: tuple[int, ...], n_outputs: int) -> nn.Sequential:

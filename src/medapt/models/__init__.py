@@ -1,8 +1,20 @@
-"""Backbones, their anatomy (units, stages, cut points) and the trained model."""
+"""Backbones, their anatomy (units, stages, cut points), the one model builder and the trained model."""
 
 from .anatomy import Anatomy, Unit, dissect
 from .backbones import WeightsInfo, create_backbone, embedded_lite0_state_dict, list_backbones, load_state_dict_file
-from .model import GapHead, UnitModel, build
+from .build import HEADS, INITS, Init, Surgery, build, cut_point, new_head
+from .model import FlattenHead, GapHead, UnitModel, feature_shape
 
 __all__ = ["Anatomy", "Unit", "dissect", "WeightsInfo", "create_backbone", "embedded_lite0_state_dict",
-           "list_backbones", "load_state_dict_file", "GapHead", "UnitModel", "build"]
+           "list_backbones", "load_state_dict_file", "HEADS", "INITS", "Init", "Surgery", "build", "cut_point",
+           "new_head", "FlattenHead", "GapHead", "UnitModel", "feature_shape", "normalisation"]
+
+
+def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the input normalisation ``backbone``'s weights expect (its timm config).
+
+    >>> normalisation("tf_efficientnet_lite0")
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    """
+    _, info = create_backbone(backbone, "none")
+    return tuple(info.mean), tuple(info.std)

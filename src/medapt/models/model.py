@@ -1,20 +1,19 @@
-"""The model medapt trains: a backbone's units in order, then GAP + linear head.
+"""The model medapt trains: a backbone's units in order, then a head (GAP + linear by default).
 
 :class:`UnitModel` runs any span of units, so the engine can start from cached activations at a
-cut point and the feature extractor can stop at the last kept unit.
+cut point and the feature extractor can stop at the last kept unit. Models are made by
+:func:`medapt.models.build` only (the one place weights are made).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
-from .anatomy import Anatomy, Unit, dissect
-from .backbones import WeightsInfo, create_backbone
+from .anatomy import Anatomy, Unit
+from .backbones import WeightsInfo
 
-__all__ = ["GapHead", "UnitModel", "build"]
+__all__ = ["GapHead", "FlattenHead", "UnitModel", "feature_shape"]
 
 
 class GapHead(nn.Module):
@@ -23,6 +22,8 @@ class GapHead(nn.Module):
     Accepts a feature map ``(B, C, H, W)`` or already pooled features ``(B, C)``, so a head-only
     phase can train on cached pooled features.
     """
+
+    accepts_pooled = True
 
     def __init__(self, in_features: int, n_outputs: int):
         super().__init__()
@@ -37,14 +38,36 @@ class GapHead(nn.Module):
         return self.fc(self.pool(x))
 
 
-class UnitModel(nn.Module):
-    """Backbone units (``self.units``) followed by a :class:`GapHead` (``self.head``).
+class FlattenHead(nn.Module):
+    """No pooling: the feature map ``(B, C, H, W)`` flattened into a linear layer.
 
-    Attributes: ``unit_names`` and ``unit_stages`` (parallel to ``units``), ``backbone``
-    (the architecture name) and ``weights`` (:class:`WeightsInfo`).
+    TruncatedTL's comparison without GAP (Peng et al.): ``C·H·W·n + n`` parameters, so the head
+    is tied to one input size. ``in_features`` stays ``C`` (the GAP features used downstream).
     """
 
-    def __init__(self, units: list[Unit], head: GapHead, backbone: str, weights: WeightsInfo, family: str):
+    accepts_pooled = False
+
+    def __init__(self, feature_shape: tuple[int, int, int], n_outputs: int):
+        super().__init__()
+        c, h, w = feature_shape
+        self.feature_shape, self.in_features, self.n_outputs = (c, h, w), c, n_outputs
+        self.fc = nn.Linear(c * h * w, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.feature_shape:
+            raise ValueError(f"flatten head expects feature maps of shape {self.feature_shape}, got {tuple(x.shape[1:])}; "
+                             "it is tied to the image size it was built for")
+        return self.fc(x.flatten(1))
+
+
+class UnitModel(nn.Module):
+    """Backbone units (``self.units``) followed by a head (``self.head``).
+
+    Attributes: ``unit_names`` and ``unit_stages`` (parallel to ``units``), ``backbone``
+    (the architecture name), ``weights`` (:class:`WeightsInfo`) and ``family`` (the anatomy's).
+    """
+
+    def __init__(self, units: list[Unit], head: nn.Module, backbone: str, weights: WeightsInfo, family: str):
         super().__init__()
         self.units = nn.ModuleList([u.module for u in units])
         self.unit_names = [u.name for u in units]
@@ -86,41 +109,14 @@ class UnitModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
-def _out_channels(units: list[Unit], in_chans: int = 3, size: int = 64) -> int:
-    with torch.no_grad():
-        x = torch.zeros(1, in_chans, size, size)
-        seq = nn.Sequential(*[u.module for u in units])
-        was = seq.training
-        seq.eval()
-        y = seq(x)
-        seq.train(was)
-    return int(y.shape[1])
-
-
-def build(
-    backbone: str,
-    weights: str | os.PathLike = "none",
-    *,
-    n_outputs: int = 1,
-    keep_units: int | None = None,
-) -> UnitModel:
-    """Build a :class:`UnitModel`: backbone units (optionally truncated) + a fresh GAP/linear head.
-
-    Args:
-        backbone: timm name or ``torchvision:<name>``.
-        weights: ``none`` | ``embedded`` | ``imagenet`` | path to a state dict.
-        n_outputs: head outputs (1 logit for a binary task, C for C classes).
-        keep_units: truncate after this cut point (1-based; ``None`` keeps all units).
-
-    >>> m = build("resnet50", n_outputs=1)
-    >>> m.n_units, m.n_params()
-    (17, 23510081)
-    """
-    model, info = create_backbone(backbone, weights)
-    anatomy = dissect(model)
-    units = list(anatomy.units)
-    if keep_units is not None:
-        anatomy._check_cut(keep_units)
-        units = units[:keep_units]
-    head = GapHead(_out_channels(units), n_outputs)
-    return UnitModel(units, head, backbone, info, anatomy.family)
+@torch.no_grad()
+def feature_shape(units: list[Unit] | nn.ModuleList, size: int = 64, in_chans: int = 3) -> tuple[int, int, int]:
+    """(C, H, W) of the output of ``units`` run in order on a ``size`` × ``size`` input."""
+    mods = [u.module if isinstance(u, Unit) else u for u in units]
+    seq = nn.Sequential(*mods)
+    was = [m.training for m in seq.modules()]
+    seq.eval()
+    y = seq(torch.zeros(1, in_chans, size, size))
+    for m, t in zip(seq.modules(), was):
+        m.training = t
+    return int(y.shape[1]), int(y.shape[2]), int(y.shape[3])

@@ -21,8 +21,9 @@ from ..errors import MedaptError
 from ..evaluate.delong import delong_test
 from ..evaluate.summary import aggregate_seeds, external_dip, paired_ttest, summarize
 from . import figures as F
-from ._io import RunFiles, atomic_write_bytes, load_run
-from .costs import is_measured, params_table, pareto_front, strategy_costs, time_energy_table
+from ..atomic import atomic_write_bytes
+from ._io import RunFiles, load_run
+from .costs import TRAINING_STEPS, is_measured, params_table, pareto_front, strategy_costs, time_energy_table
 
 __all__ = ["build_report", "DEFAULT_THRESHOLD"]
 
@@ -461,7 +462,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
         body.append(_missing("costs.csv is missing from the run directory, so time and energy are not shown."))
     else:
         te = time_energy_table(rf.costs, order)
-        shared_runs = rf.costs[rf.costs["step"].astype(str) == "pretrain"]
+        shared_runs = rf.costs[rf.costs["step"].astype(str).isin(TRAINING_STEPS)]
         body.append('<p class="note">Mean over seeds. A step shared by several strategies (shared by &gt; 1) ran '
                     "once but is counted in every strategy's total, i.e. the cost of that strategy run alone. "
                     f"Distinct pretrain steps of this run took {_hms(pd.to_numeric(shared_runs['seconds']).sum())} "
@@ -485,7 +486,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
                                row_class=lambda r: "total" if r["phase"] == "total" else ""))
         else:
             body.append(_missing("costs.csv has no pretrain rows (no strategy in this run pre-trains)."))
-        other = rf.costs[rf.costs["step"].astype(str) != "pretrain"]
+        other = rf.costs[~rf.costs["step"].astype(str).isin(TRAINING_STEPS)]
         if len(other):
             o = other.groupby("step")[["seconds", "kwh"]].sum(numeric_only=True).reset_index()
             body.append('<p class="note">Other steps (feature extraction, heads, …), summed over the run:</p>'

@@ -1,7 +1,7 @@
 """Cost tables from ``costs.csv`` and the Pareto front of AUC against cost.
 
-Costs of a strategy are the sum of its ``pretrain`` rows (Mehmood et al., Appendix B: runtime and
-energy of the DAPT phases). A shared step (e.g. phase 1, which every full-backbone strategy
+Costs of a strategy are the sum of its training rows — ``pretrain`` (Mehmood et al., Appendix B:
+runtime and energy of the DAPT phases) and ``finetune`` (target phases). A shared step (e.g. phase 1, which every full-backbone strategy
 shares) counts for every strategy in its ``shared_by`` — that is what the strategy would cost if
 run alone — even though the suite ran it once.
 """
@@ -13,6 +13,7 @@ import pandas as pd
 
 __all__ = [
     "MEASURED_PREFIX",
+    "TRAINING_STEPS",
     "expand_shared",
     "strategy_costs",
     "pareto_front",
@@ -35,12 +36,16 @@ def is_measured(source: str) -> bool:
     return bool(parts) and all(p.startswith(MEASURED_PREFIX) for p in parts)
 
 
-def expand_shared(costs: pd.DataFrame, step: str = "pretrain") -> pd.DataFrame:
-    """Rows of ``step``, one copy per strategy that uses each (``strategy`` ∪ ``shared_by``).
+#: the steps that train a phase: pre-training on the source (DAPT) and fine-tuning on a target task
+TRAINING_STEPS = ("pretrain", "finetune")
+
+
+def expand_shared(costs: pd.DataFrame, step: str | tuple[str, ...] = TRAINING_STEPS) -> pd.DataFrame:
+    """Rows of ``step`` (one kind or several), one copy per strategy that uses each (``strategy`` ∪ ``shared_by``).
 
     Adds ``n_sharing`` (how many strategies use the row) so tables can say the step ran once.
     """
-    rows = costs[costs["step"].astype(str) == step]
+    rows = costs[costs["step"].astype(str).isin([step] if isinstance(step, str) else list(step))]
     out = []
     for _, r in rows.iterrows():
         users = [s for s in str(r.get("shared_by", "") or "").split(";") if s.strip()]

@@ -1,22 +1,34 @@
-"""Strategy catalogue (recipes as data) and the surgery that applies them to a model."""
+"""Strategy catalogue (recipes as data) and how a phase is applied to a model."""
 
-from .catalogue import STRATEGIES, Phase, Strategy, Surgery, from_dict, get, load_yaml, names, parse_trainable, register
-from .surgery import BN_POLICIES, apply_phase, build_for, count_params, keep_units, trainable_unit_indices
+from .catalogue import (DATA_ROLES, MONITORS, PRESETS, STRATEGIES, Phase, Plateau, Strategy, Surgery, from_dict, get,
+                        load_yaml, names, parse_trainable, phase_from_dict, register)
+from .surgery import BN_POLICIES, apply_phase, count_params, param_groups, trainable_unit_indices
 
-__all__ = ["STRATEGIES", "Phase", "Strategy", "Surgery", "from_dict", "get", "load_yaml", "names", "parse_trainable",
-           "register", "BN_POLICIES", "apply_phase", "build_for", "count_params", "keep_units", "trainable_unit_indices",
-           "params_report"]
+__all__ = ["DATA_ROLES", "MONITORS", "PRESETS", "STRATEGIES", "Phase", "Plateau", "Strategy", "Surgery", "from_dict",
+           "get", "load_yaml", "names", "parse_trainable", "phase_from_dict", "register", "BN_POLICIES", "apply_phase",
+           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep"]
 
 
-def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1, bn_policy: str = "frozen") -> dict:
+def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1, bn_policy: str = "frozen",
+                  image_size: int = 224) -> dict:
     """Parameter counts of a strategy on a backbone (no weights loaded), as `medapt params` prints.
 
     ``total`` is the model the strategy trains, head included; for strategies without phases (the
     ``ImageNet*`` baselines) it is the backbone alone, as in Table 1 of Mehmood et al.
+    ``image_size`` matters only for a ``flatten`` head (its size depends on the feature map).
     """
+    from ..models import build
+
     s = get(strategy) if isinstance(strategy, str) else strategy
-    model = build_for(s, backbone, "none", n_outputs=n_outputs)
+    model = build(backbone, s.surgery, n_outputs=n_outputs, image_size=image_size)
     total = model.n_params() if s.trains else model.n_params() - sum(p.numel() for p in model.head.parameters())
-    phases = [{"name": p.name, "trainable": count_params(model, p, bn_policy)[1]} for p in s.phases]
+    phases = [{"name": p.name, "data": p.data, "trainable": count_params(model, p, bn_policy)[1]} for p in s.phases]
     return {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
-            "total": total, "phases": phases}
+            "keeps": model.n_units, "total": total, "phases": phases}
+
+
+def describe_keep(strategy: Strategy) -> str:
+    """One line for listings: what the surgery keeps, and how it initialises and heads it."""
+    s = strategy.surgery
+    extra = [x for x in (None if s.init == "pretrained" else f"init {s.init}", None if s.head == "gap" else f"head {s.head}") if x]
+    return s.keep + (f" ({', '.join(extra)})" if extra else "")

@@ -1,4 +1,6 @@
-"""Apply a strategy to a model: truncation/initialisation, then each phase's trainable set.
+"""Apply a strategy's phases to a model: each phase's trainable set and its parameter groups.
+
+(Truncation and initialisation are the model builder's: :func:`medapt.models.build`.)
 
 BatchNorm policy (DESIGN §1): ``frozen`` (default, as in Mehmood et al.: BN layers never train and
 always run in inference mode, even inside trainable units) or ``train`` (PyTorch's usual
@@ -7,48 +9,16 @@ always run in inference mode, even inside trainable units) or ``train`` (PyTorch
 
 from __future__ import annotations
 
-import os
-
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.model import UnitModel, build
-from .catalogue import Phase, Strategy
+from ..models.model import UnitModel
+from .catalogue import Phase
 
-__all__ = ["build_for", "keep_units", "trainable_unit_indices", "apply_phase", "count_params", "BN_POLICIES"]
+__all__ = ["trainable_unit_indices", "apply_phase", "param_groups", "count_params", "BN_POLICIES"]
 
 BN_POLICIES = ("frozen", "train")
 _BN = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
-
-def keep_units(strategy: Strategy, model_or_stage_ends: UnitModel | list[int]) -> int | None:
-    """The cut point a strategy's surgery keeps (``None`` = all units)."""
-    keep = strategy.surgery.keep
-    if keep == "all":
-        return None
-    stage_ends = (model_or_stage_ends.anatomy.stage_ends if isinstance(model_or_stage_ends, UnitModel)
-                  else model_or_stage_ends)
-    kind, n = keep.split(":")
-    if kind == "cut":
-        return int(n)
-    if int(n) >= len(stage_ends):
-        raise ConfigError(f"strategy {strategy.name!r} keeps {n} stages but the backbone has {len(stage_ends) - 1}")
-    return stage_ends[int(n)]
-
-
-def build_for(strategy: Strategy, backbone: str, weights: str | os.PathLike = "none", *, n_outputs: int = 1) -> UnitModel:
-    """Build the model a strategy trains: the backbone, cut as the surgery says, with a fresh head."""
-    w = "none" if strategy.surgery.init == "random" else weights
-    full = build(backbone, w, n_outputs=n_outputs)
-    k = keep_units(strategy, full)
-    if k is None:
-        return full
-    anatomy = full.anatomy
-    anatomy._check_cut(k)
-    from ..models.model import GapHead, _out_channels
-
-    units = list(anatomy.units[:k])
-    return UnitModel(units, GapHead(_out_channels(units), n_outputs), full.backbone, full.weights, full.family)
 
 
 def trainable_unit_indices(model: UnitModel, spec: str) -> list[int]:
@@ -71,6 +41,46 @@ def trainable_unit_indices(model: UnitModel, spec: str) -> list[int]:
         return list(range(k, n))
     idx = sorted(model.anatomy.index(name) for name in arg.split(","))
     return idx
+
+
+def param_groups(model: UnitModel, phase: Phase) -> list[dict]:
+    """The optimizer's parameter groups of a phase: ``[{"params": [...], "lr": ..., "lr_mult": m}, …]``.
+
+    Without ``phase.lr_mult`` there is one group of every trainable parameter (in module order)
+    at ``phase.lr``. With it, each trainable parameter gets the multiplier of the last selector
+    that matches it (``head``; ``backbone`` = every unit; ``all``; or a unit spec such as
+    ``last:2``, ``from:8``), 1.0 if none does; groups are ordered by multiplier of first appearance
+    in module order, so one optimizer holds them all and its state dict resumes exactly.
+    Call after :func:`apply_phase` (it reads ``requires_grad``).
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not phase.lr_mult:
+        return [{"params": [p for _, p in trainable], "lr": phase.lr, "lr_mult": 1.0}]
+    unit_of = {}
+    for i, unit in enumerate(model.units):
+        for p in unit.parameters():
+            unit_of[id(p)] = i
+    head = {id(p) for p in model.head.parameters()}
+    selected = []
+    for sel, mult in phase.lr_mult:
+        if sel == "head":
+            ids = head
+        elif sel == "backbone":
+            ids = set(unit_of)
+        elif sel == "all":
+            ids = set(unit_of) | head
+        else:
+            units = set(trainable_unit_indices(model, sel))
+            ids = {pid for pid, i in unit_of.items() if i in units}
+        selected.append((ids, mult))
+    groups: dict[float, list[nn.Parameter]] = {}
+    for _, p in trainable:
+        mult = 1.0
+        for ids, m in selected:
+            if id(p) in ids:
+                mult = m
+        groups.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": phase.lr * m, "lr_mult": m} for m, ps in groups.items()]
 
 
 def _is_bn(m: nn.Module) -> bool:

@@ -1,9 +1,13 @@
-"""The experiment suite: config, planner, steps, executors, and `medapt run`."""
+"""The experiment suite: config, step kinds, planners, executors, and `medapt run` (docs/architecture.md)."""
 
 from .experiment import Experiment, experiment_from_dict, load_experiment
-from .planner import Plan, plan_experiment
-from .run import RunResult, collect_tables, environment, run_experiment
-from .steps import Step, StepStore
+from .graph import Plan, Step
+from .kinds import KINDS, StepKind
+from .planners import PLANNERS, Planner, extend_plan, plan_experiment
+from .run import RunResult, environment, resolve_runtime, run_experiment
+from .store import StepStore
+from .tables import collect_tables
 
-__all__ = ["Experiment", "experiment_from_dict", "load_experiment", "Plan", "plan_experiment", "RunResult",
-           "collect_tables", "environment", "run_experiment", "Step", "StepStore"]
+__all__ = ["Experiment", "experiment_from_dict", "load_experiment", "Plan", "Step", "KINDS", "StepKind", "PLANNERS",
+           "Planner", "extend_plan", "plan_experiment", "RunResult", "environment", "resolve_runtime", "run_experiment",
+           "StepStore", "collect_tables"]

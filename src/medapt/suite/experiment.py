@@ -20,7 +20,6 @@ from ..config import apply_overrides, format_validation_error, read_yaml
 from ..data import DataSection
 from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
-from ..train import EngineConfig
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
            "load_experiment", "experiment_from_dict"]
@@ -42,20 +41,29 @@ class ScheduleSpec(_Model):
 
     ``epoch_scale`` multiplies every phase's epochs (keeping the paper's ratios; at least 1);
     ``epochs``/``lr`` set a named phase's values for every strategy (``{phase1: 20}``);
-    ``batch_size`` replaces every phase's batch size.
+    ``batch_size`` replaces every phase's batch size; ``phases`` sets any field of a named phase
+    for every strategy (``{finetune: {monitor: loss, augment: [hflip]}}``).
     """
 
     epoch_scale: float = Field(1.0, gt=0)
     epochs: dict[str, int] = Field(default_factory=dict)
     lr: dict[str, float] = Field(default_factory=dict)
     batch_size: int | None = Field(None, ge=1)
+    phases: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class EngineSpec(_Model):
-    """How phases run (see :class:`medapt.train.EngineConfig`)."""
+    """Where and how phases run.
+
+    ``device``, ``precision``, ``channels_last`` (``None``: on CUDA) and ``nproc_per_node``
+    (training steps on that many processes with torchrun + DDP) make the run's
+    :class:`medapt.train.Runtime`; the rest is :class:`medapt.train.EngineConfig`.
+    """
 
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool | None = None
+    nproc_per_node: int = Field(1, ge=1)
     bn_policy: Literal["frozen", "train"] = "frozen"
     cache: Literal["auto", "off"] = "auto"
     cache_dtype: Literal["float32", "float16"] = "float32"
@@ -69,8 +77,11 @@ class EngineSpec(_Model):
         # YAML 1.1 reads a bare `off` as false and `on` as true
         return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
 
-    def config(self, seed: int) -> EngineConfig:
-        return EngineConfig(seed=seed, **self.model_dump())
+    def runtime(self):
+        """The run's :class:`~medapt.train.Runtime` (device resolved, process count checked)."""
+        from ..train import Runtime
+
+        return Runtime(self.device, self.precision, self.channels_last, self.nproc_per_node)
 
 
 class DownstreamSpec(_Model):
@@ -137,14 +148,40 @@ class Experiment(_Model):
         custom = {d.get("name") for d in self.custom_strategies}
         for name in self.strategies:
             if name not in STRATEGIES and name not in custom:
-                raise UnknownNameError("strategy", name, list(STRATEGIES.names()) + sorted(c for c in custom if c),
+                if "@" in name:
+                    STRATEGIES.get(name)  # an unknown family or a malformed k: its own message
+                raise UnknownNameError("strategy", name, list(STRATEGIES.names()) + STRATEGIES.family_patterns()
+                                       + sorted(c for c in custom if c),
                                        hint="`medapt strategies` lists all; define your own under custom_strategies.")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError("strategies lists a name twice")
         return self
 
+    @model_validator(mode="after")
+    def _phases_have_their_data(self) -> Experiment:
+        from ..train import AUGMENTATIONS
+
+        for name in self.strategies:
+            s = self.strategy(name)
+            if s.source_phases and self.data.source is None:
+                raise ValueError(f"strategy {name!r} has source (DAPT) phases "
+                                 f"({', '.join(p.name for p in s.source_phases)}) but data.source is not set")
+            if s.target_phases and not self.data.targets:
+                raise ValueError(f"strategy {name!r} has target phases ({', '.join(p.name for p in s.target_phases)}) "
+                                 "that fine-tune on each downstream task, but data.targets is empty")
+            for p in s.phases:
+                for a in p.augment:
+                    AUGMENTATIONS.get(a)
+                if p.monitor is not None and self.data.split.val <= 0:
+                    where = ("task(s) " + ", ".join(repr(t) for t in self.data.targets)) if p.target else "the source task"
+                    raise ValueError(
+                        f"strategy {name!r}, phase {p.name!r} monitors validation {p.monitor} on {where}, but the 'val' "
+                        f"split is absent (data.split.val is {self.data.split.val}); set data.split.val (e.g. 0.15) or "
+                        f"schedule.phases.{p.name}.monitor: none")
+        return self
+
     def strategy(self, name: str) -> Strategy:
-        """The strategy with this experiment's schedule applied."""
+        """The strategy with this experiment's schedule applied (``FAMILY@k`` names resolved)."""
         custom = {d["name"]: d for d in self.custom_strategies}
         s = from_dict(custom[name], "custom_strategies") if name in custom else STRATEGIES.get(name)
         if self.schedule.epoch_scale != 1.0:
@@ -156,6 +193,9 @@ class Experiment(_Model):
         if self.schedule.batch_size:
             for p in s.phases:
                 s = s.with_phase_values(p.name, batch_size=self.schedule.batch_size)
+        for phase, values in self.schedule.phases.items():
+            if any(p.name == phase for p in s.phases):
+                s = s.with_phase_values(phase, **values)
         return s
 
     def digest(self) -> str:

@@ -15,16 +15,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError, RunDirError, RunLockedError
+from .context import RunContext
 from .executors import EXECUTORS
 from .experiment import Experiment, load_experiment
-from .planner import Plan, plan_experiment
-from .steps import StepStore
-from .tasks import RunContext
+from .graph import Plan, count_kinds
+from .planners import extend_plan, plan_experiment
+from .store import StepStore
+from .tables import collect_tables
 
-__all__ = ["RunResult", "run_experiment", "environment", "RunLock"]
+__all__ = ["RunResult", "run_experiment", "environment", "RunLock", "resolve_runtime"]
 
 log = logging.getLogger("medapt.suite")
 
@@ -76,12 +77,13 @@ def _git_hash() -> str | None:
         return None
 
 
-def environment(device: str = "auto") -> dict[str, Any]:
-    """Versions, git hash and device, for ``environment.json``."""
+def environment(runtime=None) -> dict[str, Any]:
+    """Versions, git hash and the runtime (device, precision, processes), for ``environment.json``."""
     import torch
 
-    from ..train import resolve_device
+    from ..train import Runtime
 
+    runtime = runtime if runtime is not None else Runtime()
     pkgs = {}
     for name in ("medapt", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "codecarbon", "nibabel",
                  "pydicom", "h5py", "nilearn", "pydantic"):
@@ -89,17 +91,12 @@ def environment(device: str = "auto") -> dict[str, Any]:
             pkgs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pkgs[name] = None
-    dev = resolve_device(device)
+    dev = runtime.torch_device
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
     return {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu,
+            "precision": runtime.precision, "channels_last": runtime.channels_last, "nproc_per_node": runtime.nproc,
             "packages": pkgs, "git": _git_hash(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_run_dir(run_dir: Path, exp: Experiment, force: bool) -> None:
@@ -146,6 +143,11 @@ class _RunLog:
         self.handler.close()
 
 
+def resolve_runtime(exp: Experiment):
+    """The run's one :class:`~medapt.train.Runtime`, resolved from ``engine`` (device, precision, processes)."""
+    return exp.engine.runtime()
+
+
 def run_experiment(
     config: str | Path | Experiment,
     *,
@@ -161,91 +163,71 @@ def run_experiment(
     """Run an experiment end to end (or only its pre-training with ``only="pretrain"``).
 
     Completed steps in ``out`` are reused; an interrupted training step resumes from its last
-    epoch. ``dry_run`` prints nothing and executes nothing: it returns the plan with each step's
-    status and projected cost.
+    epoch. Planning is iterative: after the planned steps ran, planners may add steps that their
+    results create, which then run, until none is added. ``dry_run`` prints nothing and executes
+    nothing: it returns the static plan with each step's status and projected cost, and what
+    depends on results.
     """
     exp = config if isinstance(config, Experiment) else load_experiment(config, overrides)
     run_dir = Path(out) if out is not None else Path("runs") / exp.name
-    plan = plan_experiment(exp)
-    if only == "pretrain":
-        keep = {"prepare", "init", "pretrain"}
-        plan.steps = [s for s in plan.steps if s.kind in keep and not (s.kind == "prepare" and s.label != "source")]
+    runtime = resolve_runtime(exp)
+    plan = plan_experiment(exp, runtime)
+    if only == "pretrain":  # the source phases and what they need
+        plan.steps = _with_inputs(plan.steps, [s for s in plan.steps if s.kind == "pretrain"])
     elif only is not None:
         raise ConfigError(f"only={only!r} is not supported; use 'pretrain' or nothing")
     store = StepStore(run_dir / "steps")
-    data_root = Path(exp.data.root)
-    ctx = RunContext(exp, run_dir, store, data_root, progress=progress)
+    ctx = RunContext(exp, run_dir, store, Path(exp.data.root), runtime, progress=progress)
     if dry_run:
-        from .projection import project_plan
+        from .estimate import project_plan
 
         return RunResult(run_dir, plan, dry_run=project_plan(plan, ctx))
-    EXECUTORS.get(executor)  # unknown executor: a clear error before anything is written
+    run = EXECUTORS.get(executor)  # unknown executor: a clear error before anything is written
     if exp.cost.track_energy:
         from ..cost import prime_energy_tracker
 
         prime_energy_tracker()  # CodeCarbon's one-off CPU lookup, while the data is prepared
     with RunLock(run_dir):
         _check_run_dir(run_dir, exp, force)
-        _write_atomic(run_dir / "config.yaml", exp.to_yaml())
-        _write_atomic(run_dir / "environment.json", json.dumps(environment(exp.engine.device), indent=2))
+        atomic_write_text(run_dir / "config.yaml", exp.to_yaml())
+        atomic_write_json(run_dir / "environment.json", environment(runtime))
         with _RunLog(run_dir / "log.txt"):
-            log.info("run %s: %d steps planned (%s) in %s", exp.name, len(plan.steps),
-                     ", ".join(f"{k} {v}" for k, v in plan.counts().items()), run_dir)
-            executed, reused = EXECUTORS.get(executor)(plan.steps, store, ctx)
-            result = RunResult(run_dir, plan, executed, reused)
-            if only is None:
-                collect_tables(plan, store, run_dir)
-                if report:
-                    from ..report import build_report
+            log.info("run %s: %d steps planned (%s) in %s on %s", exp.name, len(plan.steps),
+                     ", ".join(f"{k} {v}" for k, v in plan.counts().items()), run_dir, _describe_runtime(runtime))
+            result = RunResult(run_dir, plan)
+            steps, round_ = plan.steps, 1
+            while steps:
+                executed, reused = run(steps, store, ctx)
+                result.executed += executed
+                result.reused += reused
+                if only is not None:
+                    break
+                steps = extend_plan(plan, store)
+                if steps:
+                    round_ += 1
+                    log.info("planning round %d: %d steps from earlier results (%s)", round_, len(steps),
+                             ", ".join(f"{k} {v}" for k, v in count_kinds(steps).items()))
+            collect_tables(plan, store, run_dir, costs_only=only is not None)
+            if only is None and report:
+                from ..report import build_report
 
-                    result.report = build_report(run_dir)
-                    log.info("report: %s", result.report)
-            else:
-                collect_tables(plan, store, run_dir, costs_only=True)
+                result.report = build_report(run_dir)
+                log.info("report: %s", result.report)
     return result
 
 
-def collect_tables(plan: Plan, store: StepStore, run_dir: Path, costs_only: bool = False) -> None:
-    """Gather step outputs into the run directory's tables (schemas in docs/run-directory.md)."""
-    from ..cost import write_costs_csv
-
-    rows = []
-    for s in plan.steps:
-        p = store.path(s) / "cost.json"
-        if p.exists():
-            row = json.loads(p.read_text())
-            row["strategy"], row["shared_by"] = s.users[0], ";".join(s.users)
-            rows.append(row)
-    if rows:
-        write_costs_csv(rows, run_dir / "costs.csv")
-    if costs_only:
-        return
-    metrics, preds = [], []
-    for strategy, seed, head, task, step in plan.heads:
-        d = store.path(step)
-        m = pd.read_csv(d / "metrics.csv")
-        ids = {"strategy": strategy, "seed": seed, "head": head, "task": task}
-        metrics.append(m.assign(**ids))
-        if (d / "predictions.csv").exists():
-            preds.append(pd.read_csv(d / "predictions.csv").assign(**ids))
-    cols = ["strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"]
-    if metrics:
-        _write_atomic_csv(pd.concat(metrics, ignore_index=True)[cols], run_dir / "metrics.csv")
-    if preds:
-        p = pd.concat(preds, ignore_index=True)
-        first = ["strategy", "seed", "head", "task", "split", "index", "label"]
-        p = p[[c for c in first if c in p] + sorted(c for c in p if c.startswith("score_"))]
-        _write_atomic_csv(p, run_dir / "predictions.csv")
-    inf = []
-    for (strategy, seed), step in plan.inference.items():
-        f = store.path(step) / "inference.json"
-        if f.exists():
-            inf.append({"strategy": strategy, "seed": seed, **json.loads(f.read_text())})
-    if inf:
-        _write_atomic_csv(pd.DataFrame(inf), run_dir / "inference.csv")
+def _with_inputs(steps: list, wanted: list) -> list:
+    """``wanted`` and every step they depend on, in plan order."""
+    need: set[str] = set()
+    todo = list(wanted)
+    while todo:
+        s = todo.pop()
+        if s.id not in need:
+            need.add(s.id)
+            todo += s.deps
+    return [s for s in steps if s.id in need]
 
 
-def _write_atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def _describe_runtime(rt) -> str:
+    what = f"{rt.torch_device}, {rt.precision}"
+    return what + (f", {rt.nproc} processes per training step (torchrun)" if rt.nproc > 1 else "")

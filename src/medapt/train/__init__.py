@@ -1,8 +1,12 @@
-"""The phase-based training engine with the frozen-prefix cache."""
+"""The phase-based training engine with the frozen-prefix cache, and the runtime it runs on."""
 
+from .augment import AUGMENTATIONS, augmenter
 from .cache import CachePlan, build_prefix_cache, plan_cache, prefix_problems, state_digest
-from .engine import TASK_TYPES, EngineConfig, PhaseResult, RunningPart, loss_for, train_phase
-from .runtime import Runtime, resolve_device, seed_everything
+from .engine import (MONITOR_METRIC, TASK_TYPES, EngineConfig, PhaseFlops, PhaseResult, RunningPart, class_weight_vector,
+                     loss_for, phase_flops, predict, train_phase)
+from .runtime import PRECISIONS, Runtime, available_devices, resolve_device, seed_everything
 
-__all__ = ["CachePlan", "build_prefix_cache", "plan_cache", "prefix_problems", "state_digest", "TASK_TYPES",
-           "EngineConfig", "PhaseResult", "RunningPart", "loss_for", "train_phase", "Runtime", "resolve_device", "seed_everything"]
+__all__ = ["AUGMENTATIONS", "augmenter", "CachePlan", "build_prefix_cache", "plan_cache", "prefix_problems",
+           "state_digest", "MONITOR_METRIC", "TASK_TYPES", "EngineConfig", "PhaseFlops", "PhaseResult", "RunningPart",
+           "class_weight_vector", "loss_for", "phase_flops", "predict", "train_phase", "PRECISIONS", "Runtime",
+           "available_devices", "resolve_device", "seed_everything"]

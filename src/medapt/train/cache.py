@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..models.model import GapHead, UnitModel
 
 __all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest"]
@@ -64,7 +64,8 @@ def plan_cache(model: UnitModel, trainable: list[int], *, mode: str = "auto", au
     """Decide the cache for a phase whose trainable unit indices are ``trainable`` (0-based)."""
     n = model.n_units
     cut = min(trainable) if trainable else n
-    pooled = not trainable
+    # a head-only phase caches pooled features, unless the head needs the feature map (flatten)
+    pooled = not trainable and getattr(model.head, "accepts_pooled", True)
     if mode == "off":
         return CachePlan(False, cut, pooled, "cache off (engine.cache: off)")
     if cut == 0:
@@ -134,8 +135,7 @@ def build_prefix_cache(
         except (ValueError, OSError) as exc:
             log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
     out = None
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         for s in range(0, len(rows), batch_size):
             xb = runtime.to_device(torch.as_tensor(np.asarray(x[rows[s : s + batch_size]], dtype=np.float32)))
             with runtime.autocast():
@@ -148,8 +148,4 @@ def build_prefix_cache(
             out[s : s + len(a)] = a
         out.flush()
         del out
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return np.load(path, mmap_mode="r"), False

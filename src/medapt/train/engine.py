@@ -1,8 +1,14 @@
 """The phase engine: train one phase of a strategy on one model (DESIGN §4).
 
 Read top to bottom: set-up (trainable set, cache decision), data (images or cached prefix
-outputs), optimizer (fresh each phase, as in Mehmood et al.), one loop over epochs with an atomic
-checkpoint after each, so an interrupted run resumes to the same weights as an uninterrupted one.
+outputs), optimizer (fresh each phase, as in Mehmood et al., one parameter group per learning-rate
+multiplier), one loop over epochs — each optionally scored on a validation split, with a plateau
+schedule, early stopping and the best epoch's weights kept — with an atomic checkpoint after
+each epoch, so an interrupted run resumes to the same weights as an uninterrupted one.
+
+Under DDP (a process group initialised by torchrun) every rank walks the same epoch order; each
+global batch of ``batch_size`` images is split across the ranks and the loss is scaled so that
+the all-reduced gradient equals the single-process gradient of the whole batch.
 """
 
 from __future__ import annotations
@@ -11,40 +17,45 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
-from ..models.model import UnitModel
+from ..models.model import GapHead, UnitModel
 from ..strategies.catalogue import Phase
-from ..strategies.surgery import BN_POLICIES, apply_phase
+from ..strategies.surgery import BN_POLICIES, apply_phase, param_groups
+from .augment import augmenter
 from .cache import CachePlan, build_prefix_cache, plan_cache
 from .runtime import Runtime
 
-__all__ = ["EngineConfig", "PhaseResult", "RunningPart", "train_phase", "loss_for", "TASK_TYPES"]
+__all__ = ["EngineConfig", "PhaseResult", "RunningPart", "PhaseFlops", "train_phase", "phase_flops", "predict", "loss_for",
+           "class_weight_vector", "TASK_TYPES", "MONITOR_METRIC"]
 
 log = logging.getLogger(__name__)
 TASK_TYPES = ("binary", "multiclass", "multilabel")
+#: a phase's ``monitor`` → the name of the validation metric in the curves (``metrics.csv``)
+MONITOR_METRIC = {"auroc": "auc", "auprc": "auprc", "loss": "loss"}
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How phases run. Every field is a config value (``engine:`` in the experiment YAML)."""
+    """How phases run. Every field is a config value (``engine:`` in the experiment YAML).
 
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    Where they run (device, precision, processes) is the :class:`~medapt.train.Runtime`'s.
+    """
+
     bn_policy: str = "frozen"  # frozen | train
     cache: str = "auto"  # auto | off
     cache_dtype: str = "float32"  # float32 | float16
-    augment: bool = False  # random horizontal flips (disables the cache)
+    augment: bool = False  # random horizontal flips in every phase (disables the cache); see Phase.augment
     seed: int = 0
     deterministic: bool = False
     eval_batch_size: int = 64
@@ -61,7 +72,12 @@ class EngineConfig:
 
 @dataclass
 class PhaseResult:
-    """What a phase did: the per-epoch losses, time, images and the cache decision."""
+    """What a phase did: per-epoch losses (and validation curve), time, images, the cache decision.
+
+    ``best_epoch`` is the epoch whose weights the model holds at the end (the best validation
+    score with a monitor, else the last epoch); ``epochs_run`` may be below ``epochs`` when a
+    plateau schedule or early stopping ended the phase (``stop_reason`` says why).
+    """
 
     phase: str
     epochs: int
@@ -75,31 +91,78 @@ class PhaseResult:
     params_trainable: int
     resumed_from: int = 0
     loop_seconds: float = 0.0  # the epochs alone, without set-up and cache building
+    epochs_run: int = 0
+    best_epoch: int = 0
+    monitor: str | None = None
+    best_score: float | None = None
+    stop_reason: str = ""
+    augment: list[str] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # one row per epoch: epoch, seconds, lr, train_loss, val metrics
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def loss_for(task_type: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """BCE-with-logits for binary (1 logit) and multi-label (NaN labels ignored), CE for multi-class."""
+def loss_for(task_type: str, weights: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """BCE-with-logits for binary (1 logit) and multi-label (NaN labels ignored), CE for multi-class.
+
+    ``weights``: one weight per class (binary: per label value 0/1; multi-label: per label);
+    the loss is then the weighted mean (weights normalised over the batch, as ``cross_entropy``
+    with ``weight=`` does).
+    """
     if task_type == "multiclass":
-        return lambda logits, y: nn.functional.cross_entropy(logits, y.long())
+        if weights is None:
+            return lambda logits, y: nn.functional.cross_entropy(logits, y.long())
+        return lambda logits, y: nn.functional.cross_entropy(logits, y.long(), weight=weights.to(logits.device))
     if task_type == "binary":
-        return lambda logits, y: nn.functional.binary_cross_entropy_with_logits(logits.view(-1), y.float().view(-1))
+        if weights is None:
+            return lambda logits, y: nn.functional.binary_cross_entropy_with_logits(logits.view(-1), y.float().view(-1))
+
+        def weighted(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            w = weights.to(logits.device)[y.long().view(-1)]
+            per = nn.functional.binary_cross_entropy_with_logits(logits.view(-1), y.float().view(-1), reduction="none")
+            return (per * w).sum() / w.sum()
+        return weighted
     if task_type == "multilabel":
         def masked(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             mask = ~torch.isnan(y)
-            return nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
+            if weights is None:
+                return nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
+            w = weights.to(logits.device).expand_as(y)[mask]
+            per = nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float(), reduction="none")
+            return (per * w).sum() / w.sum()
         return masked
     raise ConfigError(f"task type {task_type!r} not in {TASK_TYPES}")
 
 
-def _optimizer(phase: Phase, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def class_weight_vector(spec, y: np.ndarray, task_type: str, n_classes: int) -> torch.Tensor | None:
+    """The per-class loss weights of a phase's ``class_weights`` on training labels ``y``.
+
+    ``balanced``: n / (C · n_c) as scikit-learn defines it (multi-label: per label, from the
+    positive rate among non-missing values); a list: one weight per class (per label).
+    """
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        if len(spec) != n_classes:
+            raise ConfigError(f"class_weights has {len(spec)} values but the task has {n_classes} classes")
+        return torch.tensor(spec, dtype=torch.float32)
+    if task_type == "multilabel":
+        pos = np.nanmean(np.asarray(y, dtype=np.float64), axis=0)
+        w = 0.5 / np.clip(pos, 1e-6, None)
+        return torch.tensor(w, dtype=torch.float32)
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    if (counts == 0).any():
+        raise ConfigError(f"class_weights: balanced needs every class in the training rows; counts {counts.astype(int).tolist()}")
+    return torch.tensor(len(y) / (n_classes * counts), dtype=torch.float32)
+
+
+def _optimizer(phase: Phase, groups: list[dict]) -> torch.optim.Optimizer:
     if phase.optimizer == "adam":
-        return torch.optim.Adam(params, lr=phase.lr)
+        return torch.optim.Adam(groups, lr=phase.lr)
     if phase.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=phase.lr)
-    return torch.optim.SGD(params, lr=phase.lr, momentum=0.9)
+        return torch.optim.AdamW(groups, lr=phase.lr)
+    return torch.optim.SGD(groups, lr=phase.lr, momentum=0.9)
 
 
 def _epoch_generator(seed: int, phase: str, epoch: int, purpose: str) -> torch.Generator:
@@ -124,17 +187,64 @@ class RunningPart(nn.Module):
         return self.model.forward_from(x, self.start)
 
 
-def _fingerprint(phase: Phase, cfg: EngineConfig, rows: np.ndarray, task_type: str) -> str:
-    d = {"phase": asdict(phase), "bn": cfg.bn_policy, "seed": cfg.seed, "task": task_type,
-         "rows": hashlib.sha256(rows.tobytes()).hexdigest(),
-         "precision": cfg.precision, "augment": cfg.augment}
+@dataclass(frozen=True)
+class PhaseFlops:
+    """FLOPs per image of a phase as the engine runs it: training (forward + backward) of the running
+    part, the one forward pass of a cached prefix, and a validation forward pass of the running part."""
+
+    train: float
+    prefix: float
+    eval: float
+    cached: bool
+    cut: int
+    note: str
+
+
+def phase_flops(model: UnitModel, phase: Phase, *, task_type: str, input_shape: tuple[int, ...],
+                bn_policy: str = "frozen", cache: str = "auto", augment: bool = False) -> PhaseFlops:
+    """What one image costs in a phase on ``model``, counted on zeros (the dry run's estimate).
+
+    Sets the phase's trainable set on ``model`` (as the engine does). The same functions count the
+    FLOPs of a real phase in :func:`train_phase`.
+    """
+    from ..cost import count_flops
+
+    trainable = apply_phase(model, phase, bn_policy)
+    plan = plan_cache(model, trainable, mode=cache, augment=augment or bool(phase.augment))
+    x = torch.zeros(2, *input_shape)
+    n_out = model.head.n_outputs
+    y = torch.zeros(2, n_out) if task_type == "multilabel" else torch.zeros(2)
+    prefix = 0.0
+    if plan.use:
+        with torch.no_grad():
+            prefix = count_flops(lambda: model.forward_units(x[:1], 0, plan.cut))
+            x = model.forward_units(x, 0, plan.cut)
+        if plan.pooled:
+            x = GapHead.pool(x)
+    running = RunningPart(model, plan.cut if plan.use else 0)
+    train = _training_flops(running, x, y, task_type)
+    with torch.no_grad():
+        ev = count_flops(lambda: running(x[:1])) if phase.monitor else 0.0
+    return PhaseFlops(train, prefix, ev, plan.use, plan.cut, plan.note)
+
+
+def _training_flops(running: nn.Module, x: torch.Tensor, y: torch.Tensor, task_type: str) -> float:
+    from ..cost import training_flops_per_image
+
+    loss_fn = loss_for(task_type)
+    return training_flops_per_image(running, x, lambda out: loss_fn(out.float(), y))
+
+
+def _fingerprint(phase: Phase, cfg: EngineConfig, rows: np.ndarray, task_type: str, val_rows: np.ndarray | None) -> str:
+    d = {"phase": phase.to_dict(), "bn": cfg.bn_policy, "seed": cfg.seed, "task": task_type,
+         "rows": hashlib.sha256(rows.tobytes()).hexdigest(), "augment": cfg.augment,
+         "val": None if val_rows is None else hashlib.sha256(val_rows.tobytes()).hexdigest()}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -158,16 +268,111 @@ class _Progress:
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="ep", leave=False, dynamic_ncols=True)
 
-    def update(self, epoch: int, loss: float, ips: float, eta: float) -> None:
+    def update(self, epoch: int, loss: float, ips: float, eta: float, extra: str = "") -> None:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}")
             self.bar.update(1)
         elif epoch % self.every == 0 or epoch == self.total:
-            log.info("%s epoch %d/%d loss %.4f %.0f img/s ETA %.0fs", self.desc, epoch, self.total, loss, ips, eta)
+            log.info("%s epoch %d/%d loss %.4f%s %.0f img/s ETA %.0fs", self.desc, epoch, self.total, loss, extra, ips, eta)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _Monitor:
+    """The validation side of a phase: score, plateau schedule, early stopping, best weights."""
+
+    def __init__(self, phase: Phase, optimizer: torch.optim.Optimizer):
+        self.phase = phase
+        self.name = phase.monitor
+        self.metric = MONITOR_METRIC.get(self.name or "", "")
+        self.maximise = self.name in ("auroc", "auprc")
+        self.best_score: float | None = None
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+        self.scheduler = None
+        if phase.plateau is not None:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max" if self.maximise else "min", factor=phase.plateau.factor,
+                patience=phase.plateau.patience)
+
+    def update(self, epoch: int, score: float, model: UnitModel, optimizer) -> str:
+        """Record ``score`` for ``epoch``; return a reason to stop ('' to go on)."""
+        if not math.isfinite(score):
+            raise ConfigError(f"phase {self.phase.name!r}: validation {self.metric} is {score} at epoch {epoch}; "
+                              "the validation split needs both classes (or lower the learning rate)")
+        better = self.best_score is None or (score > self.best_score if self.maximise else score < self.best_score)
+        if better:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_state = _changing_state(model)
+        else:
+            self.bad_epochs += 1
+        if self.scheduler is not None:
+            self.scheduler.step(score)
+            g = optimizer.param_groups[0]
+            base_lr = g["lr"] / g.get("lr_mult", 1.0)
+            if base_lr < self.phase.plateau.min_lr:
+                return f"learning rate {base_lr:.3g} fell below min_lr {self.phase.plateau.min_lr:g}"
+        if self.phase.early_stop is not None and self.bad_epochs >= self.phase.early_stop:
+            return f"no improvement of validation {self.metric} for {self.bad_epochs} epochs"
+        return ""
+
+    def state(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "bad_epochs": self.bad_epochs,
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+
+    def load(self, state: dict) -> None:
+        self.best_score, self.best_epoch = state["best_score"], int(state["best_epoch"])
+        self.best_state, self.bad_epochs = state["best_state"], int(state["bad_epochs"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _probabilities(logits: torch.Tensor, task_type: str) -> np.ndarray:
+    """(N, C) probabilities in the layout of :mod:`medapt.evaluate.metrics` (binary: [1-p, p])."""
+    logits = logits.float()
+    if task_type == "multiclass":
+        return torch.softmax(logits, dim=1).double().cpu().numpy()
+    p = torch.sigmoid(logits).double().cpu().numpy()
+    if task_type == "binary":
+        p = p.reshape(-1, 1)
+        return np.concatenate([1 - p, p], axis=1)
+    return p
+
+
+@torch.no_grad()
+def predict(model: UnitModel, x: np.ndarray, rows: np.ndarray, *, task_type: str, runtime: Runtime,
+            batch_size: int = 64, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and probabilities of ``model`` (from cut point ``start``) on ``x[rows]``, in eval mode.
+
+    Every module's train/eval flag is restored afterwards, so a phase can score validation
+    between its epochs.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    logits = []
+    try:
+        for s in range(0, len(rows), batch_size):
+            xb = runtime.to_device(torch.as_tensor(np.asarray(x[rows[s : s + batch_size]], dtype=np.float32)))
+            with runtime.autocast():
+                logits.append(model.forward_from(xb, start).float().cpu())
+    finally:
+        for m, t in modes:
+            m.training = t
+    out = torch.cat(logits) if logits else torch.zeros(0, model.head.n_outputs)
+    return out.numpy(), _probabilities(out, task_type)
+
+
+def _scores(logits: np.ndarray, probs: np.ndarray, y: np.ndarray, task_type: str, loss_fn) -> dict[str, float]:
+    from ..evaluate.metrics import METRICS  # pure scikit-learn functions; the heads use them too
+
+    out = {"loss": float(loss_fn(torch.from_numpy(logits), torch.as_tensor(y)))}
+    for name in ("auc", "auprc", "accuracy"):
+        out[name] = float(METRICS.get(name)(y, probs, task_type))
+    return out
 
 
 def train_phase(
@@ -178,11 +383,13 @@ def train_phase(
     *,
     task_type: str,
     cfg: EngineConfig = EngineConfig(),
+    runtime: Runtime | None = None,
     workdir: Path,
     cache_dir: Path | None = None,
     meter=None,
     data_key: str | None = None,
     indices: np.ndarray | None = None,
+    val_indices: np.ndarray | None = None,
     on_epoch_end: Callable[[int, float], None] | None = None,
     desc: str | None = None,
 ) -> PhaseResult:
@@ -190,10 +397,11 @@ def train_phase(
 
     Args:
         model: the :class:`UnitModel`; its units and head are updated in place.
-        phase: trainable set, optimizer, learning rate, epochs, batch size.
+        phase: trainable set, optimizer, learning rate(s), epochs, batch size, monitor, schedule.
         x: float array (a float16 memmap is fine), already normalised. y: int labels (N,) for
             multi-class, {0,1} (N,) for binary, float (N, L) with NaN = ignore for multi-label.
         task_type: ``binary`` | ``multiclass`` | ``multilabel``.
+        runtime: device, precision and distribution (default ``Runtime()``: auto, fp32).
         workdir: where ``checkpoint.pt`` (the last complete epoch) lives; a matching checkpoint
             there is resumed from.
         cache_dir: where frozen-prefix caches live (default ``workdir/cache``); share it between
@@ -203,6 +411,8 @@ def train_phase(
         data_key: a content hash of ``x`` (the prepared dataset's digest) for the cache key.
         indices: the rows of ``x``/``y`` to train on (default all), so a memory-mapped dataset is
             never copied whole into memory.
+        val_indices: the validation rows scored after every epoch when ``phase.monitor`` is set
+            (the model keeps the best epoch's weights).
         on_epoch_end: called as ``f(epoch, mean_loss)`` after each checkpoint (tests use it to
             simulate a crash).
     """
@@ -213,7 +423,13 @@ def train_phase(
     rows = np.arange(len(x)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(rows) == 0:
         raise ConfigError(f"phase {phase.name!r}: no training rows (empty split)")
-    rt = Runtime(cfg.device, cfg.precision)
+    val_rows = None
+    if phase.monitor is not None:
+        val_rows = np.asarray(val_indices if val_indices is not None else [], dtype=np.int64)
+        if len(val_rows) == 0:
+            raise ConfigError(f"phase {phase.name!r} monitors validation {phase.monitor} but has no validation rows; "
+                              "give the data a validation split (data.split.val > 0) or set monitor: none")
+    rt = runtime or Runtime()
     desc = desc or phase.name
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = workdir / "checkpoint.pt"
@@ -221,8 +437,11 @@ def train_phase(
     # --- set-up: which units train, and can the frozen prefix be cached? --------------------------
     rt.prepare_model(model)
     trainable = apply_phase(model, phase, cfg.bn_policy)
-    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=cfg.augment)
+    augment_names = tuple(phase.augment) + (("hflip",) if cfg.augment and "hflip" not in phase.augment else ())
+    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=bool(augment_names))
     log.info("%s: %s", desc, plan.note)
+    if augment_names:
+        log.info("%s: augmentation %s", desc, ", ".join(augment_names))
     params_total = model.n_params()
     params_trainable = model.n_params(trainable_only=True)
     if meter is not None:
@@ -231,27 +450,45 @@ def train_phase(
 
     # --- data: the images, or the prefix outputs computed once ---------------------------------------
     t0 = time.perf_counter()
+    val_inputs, val_in_rows = x, val_rows
     if plan.use:
-        key = None if data_key is None else f"{data_key}|{hashlib.sha256(rows.tobytes()).hexdigest()[:16]}"
-        inputs, reused = build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=rows,
-                                            batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+        def cached(r: np.ndarray) -> tuple[np.ndarray, bool]:
+            key = None if data_key is None else f"{data_key}|{hashlib.sha256(r.tobytes()).hexdigest()[:16]}"
+            return build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=r,
+                                      batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+
+        inputs, reused = cached(rows)
         start, in_rows = plan.cut, np.arange(len(rows))  # the cache is aligned with `rows`
         if meter is not None and not reused:
             meter.add_flops(_forward_flops(model, plan, x, rt) * len(rows))
+        if val_rows is not None:
+            val_inputs, val_reused = cached(val_rows)
+            val_in_rows = np.arange(len(val_rows))
+            if meter is not None and not val_reused:
+                meter.add_flops(_forward_flops(model, plan, x, rt) * len(val_rows))
     else:
         inputs, start, in_rows = x, 0, rows
     running = RunningPart(model, start)
     if meter is not None and phase.epochs > 0:
-        _meter_flops(meter, running, inputs[in_rows[:2]], phase, task_type, y[rows[:2]], rt)
+        example = rt.to_device(torch.as_tensor(np.asarray(inputs[in_rows[:2]], dtype=np.float32)))
+        yex = torch.as_tensor(np.asarray(y[rows[:2]])).to(rt.torch_device)
+        meter.set_flops_per_image(_training_flops(running, example, yex, task_type))
 
-    # --- optimizer: fresh state each phase -----------------------------------------------------------
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(phase, params)
+    # --- optimizer: fresh state each phase; one group per learning-rate multiplier -------------------
+    groups = param_groups(model, phase)
+    optimizer = _optimizer(phase, groups)
+    if len(groups) > 1:
+        log.info("%s: learning rates %s", desc, ", ".join(f"{g['lr']:g} (x{g['lr_mult']:g}, "
+                                                         f"{sum(p.numel() for p in g['params']):,} params)" for g in groups))
+    monitor = _Monitor(phase, optimizer)
     step_module = rt.wrap(running)
-    loss_fn = loss_for(task_type)
-    fp = _fingerprint(phase, cfg, rows, task_type)
+    n_classes = model.head.n_outputs if task_type != "binary" else 2
+    weights = class_weight_vector(phase.class_weights, y[rows], task_type, n_classes)
+    loss_fn = loss_for(task_type, weights)
+    augment = augmenter(augment_names, int(x.shape[-1])) if augment_names else None
+    fp = _fingerprint(phase, cfg, rows, task_type, val_rows)
 
-    first_epoch, losses = 1, []
+    first_epoch, losses, curve, stop_reason = 1, [], [], ""
     if ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
         if state.get("fingerprint") != fp:
@@ -264,54 +501,95 @@ def train_phase(
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         first_epoch, losses = int(state["epoch"]) + 1, [float(v) for v in state["losses"]]
+        if state.get("monitor") is not None:
+            monitor.load(state["monitor"])
+        curve, stop_reason = list(state.get("curve", [])), str(state.get("stop_reason", ""))
         log.info("%s: resuming after epoch %d from %s", desc, first_epoch - 1, ckpt_path)
 
     # --- the loop ------------------------------------------------------------------------------------------
     n, bs = len(rows), phase.batch_size
+    world, rank = rt.world_size, rt.rank
     progress = _Progress(phase.epochs, desc, cfg.progress, initial=first_epoch - 1)
     images = 0
+    elapsed = curve[-1]["seconds"] if curve else 0.0
     t_loop = time.perf_counter()
     for epoch in range(first_epoch, phase.epochs + 1):
+        if stop_reason:
+            break
         order = _epoch_order(n, cfg.seed, phase.name, epoch)
-        flip_gen = _epoch_generator(cfg.seed, phase.name, epoch, "flip")
-        if rt.world_size > 1:
-            order = order[rt.rank :: rt.world_size]
+        aug_gen = _epoch_generator(cfg.seed, phase.name, epoch, "augment")
         total, count, te = 0.0, 0, time.perf_counter()
-        for s in range(0, len(order), bs):
+        for s in range(0, n, bs):
             pos = np.sort(order[s : s + bs].numpy())  # sorted reads from a memmap are sequential
+            n_global = len(pos)
+            if world > 1:  # this rank's share of the global batch
+                pos = np.array_split(pos, world)[rank]
             xb = torch.as_tensor(np.asarray(inputs[in_rows[pos]], dtype=np.float32))
             yb = torch.as_tensor(np.asarray(y[rows[pos]]))
-            if cfg.augment and not plan.use:
-                flip = torch.rand(len(xb), generator=flip_gen) < 0.5
-                xb[flip] = xb[flip].flip(-1)
+            if augment is not None and len(xb):
+                xb = augment(xb, aug_gen)
             xb, yb = rt.to_device(xb), yb.to(rt.torch_device)
             optimizer.zero_grad(set_to_none=True)
             with rt.autocast():
                 logits = step_module(xb)
-            loss = loss_fn(logits.float(), yb)
+            if world > 1:
+                # the all-reduce averages over ranks: scale each rank's mean by its share of the batch
+                loss = loss_fn(logits.float(), yb) * (len(pos) * world / n_global) if len(pos) else logits.sum() * 0.0
+            else:
+                loss = loss_fn(logits.float(), yb)
             rt.backward_step(loss, optimizer)
-            total += float(loss.detach()) * len(pos)
+            if len(pos):
+                total += float(loss.detach()) * (n_global / world if world > 1 else len(pos))
             count += len(pos)
+        if world > 1:
+            total, count = rt.all_sum(total), int(rt.all_sum(count))
         images += count
         losses.append(total / max(count, 1))
         if not math.isfinite(losses[-1]):
             raise ConfigError(f"{desc}: loss became {losses[-1]} at epoch {epoch}; lower the learning rate "
                               f"(now {phase.lr}) or use precision fp32")
-        if rt.rank == 0:  # ranks hold the same weights under DDP; one writes
+        elapsed += time.perf_counter() - te
+        extra = ""
+        if val_rows is not None:
+            logits_v, probs_v = predict(model, val_inputs, val_in_rows, task_type=task_type, runtime=rt,
+                                        batch_size=cfg.eval_batch_size, start=start)
+            scores = _scores(logits_v, probs_v, y[val_rows], task_type, loss_fn)
+            lr_now = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
+            stop_reason = monitor.update(epoch, scores[monitor.metric], model, optimizer)
+            curve.append({"epoch": epoch, "seconds": elapsed, "lr": lr_now, "train_loss": losses[-1], **scores})
+            extra = f" val {monitor.metric} {scores[monitor.metric]:.4f}"
+            if meter is not None:
+                meter.add_flops(_eval_flops(running, val_inputs, val_in_rows, rt) * len(val_rows))
+        else:
+            curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
+                          "train_loss": losses[-1]})
+        if rt.is_main:  # ranks hold the same weights under DDP; one writes
             _save_checkpoint(ckpt_path, {"model": _changing_state(model), "optimizer": optimizer.state_dict(),
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
-                                         "fingerprint": fp})
+                                         "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
+                                         "monitor": monitor.state() if val_rows is not None else None})
         dt = time.perf_counter() - te
-        progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch))
+        progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch), extra)
         if on_epoch_end is not None:
             on_epoch_end(epoch, losses[-1])
+        if stop_reason:
+            log.info("%s: stopping after epoch %d: %s", desc, epoch, stop_reason)
     progress.close()
+    epochs_run = len(losses)
+    best_epoch = epochs_run
+    if val_rows is not None and monitor.best_state is not None:
+        model.load_state_dict(monitor.best_state, strict=False)
+        best_epoch = monitor.best_epoch
+        log.info("%s: keeping epoch %d (validation %s %.4f)", desc, best_epoch, monitor.metric, monitor.best_score)
     if meter is not None:
         meter.add_images(images)
     seconds, loop_seconds = time.perf_counter() - t0, time.perf_counter() - t_loop
-    log.info("%s: %d epochs in %.1fs (%.1fs in the loop)", desc, phase.epochs - first_epoch + 1, seconds, loop_seconds)
+    log.info("%s: %d epochs in %.1fs (%.1fs in the loop)", desc, epochs_run - first_epoch + 1, seconds, loop_seconds)
     return PhaseResult(phase.name, phase.epochs, losses, seconds, images, plan.use, plan.note, plan.cut,
-                       params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds)
+                       params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds,
+                       epochs_run=epochs_run, best_epoch=best_epoch, monitor=phase.monitor,
+                       best_score=monitor.best_score if val_rows is not None else None, stop_reason=stop_reason,
+                       augment=list(augment_names), curve=curve)
 
 
 def _changing_state(model: UnitModel) -> dict[str, torch.Tensor]:
@@ -333,12 +611,10 @@ def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime
         return count_flops(lambda: model.forward_units(xb, 0, plan.cut))
 
 
-def _meter_flops(meter, running: RunningPart, inputs: np.ndarray, phase: Phase, task_type: str, y: np.ndarray,
-                 rt: Runtime) -> None:
-    """Training FLOPs per image (forward + backward) of the part that actually runs each step."""
-    from ..cost import training_flops_per_image
+def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: Runtime) -> float:
+    """Forward FLOPs per image of a validation pass of the running part."""
+    from ..cost import count_flops
 
-    xb = rt.to_device(torch.as_tensor(np.asarray(inputs, dtype=np.float32)))
-    yb = torch.as_tensor(np.asarray(y)).to(rt.torch_device)
-    loss_fn = loss_for(task_type)
-    meter.set_flops_per_image(training_flops_per_image(running, xb, lambda out: loss_fn(out.float(), yb)))
+    xb = rt.to_device(torch.as_tensor(np.asarray(inputs[rows[:1]], dtype=np.float32)))
+    with torch.no_grad():
+        return count_flops(lambda: running(xb))

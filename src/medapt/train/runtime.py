@@ -1,7 +1,10 @@
-"""Device, precision and distribution behind one small object that takes strings.
+"""Device, precision, memory format and distribution behind one small object that takes strings.
 
-The training loop asks this object for the device, an autocast context and a grad scaler, and
-never branches on backends itself (the Lightning Fabric habit).
+A :class:`Runtime` is resolved once per process (``Runtime.resolve(device="auto", …)``) and handed
+to everything that runs a model; the training loop asks it for the device, an autocast context,
+a grad scaler and the DDP wrapper, and never branches on backends itself (the Lightning Fabric
+habit). :meth:`Runtime.numerics` is what enters the hash of a step whose numbers depend on where
+it ran.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,16 +20,20 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["Runtime", "resolve_device", "seed_everything"]
+__all__ = ["Runtime", "resolve_device", "seed_everything", "PRECISIONS", "available_devices"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; anything else is passed to :class:`torch.device`."""
+    """``auto`` picks CUDA, then MPS, then CPU; anything else is passed to :class:`torch.device`.
+
+    Under torchrun, ``auto`` and ``cuda`` pick the process's ``LOCAL_RANK`` GPU.
+    """
+    local = int(os.environ.get("LOCAL_RANK", 0))
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return torch.device("cuda", local)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -38,7 +45,18 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ConfigError(f"device {device!r} asked for but CUDA is not available here; use device: auto or cpu")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"device {device!r} asked for but MPS is not available here; use device: auto or cpu")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local)
     return dev
+
+
+def available_devices(device_type: str) -> int:
+    """How many processes of ``device_type`` one node can run: CUDA devices, else CPU cores."""
+    if device_type == "cuda":
+        return torch.cuda.device_count()
+    if device_type == "mps":
+        return 1
+    return os.cpu_count() or 1
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -54,10 +72,23 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 @dataclass
 class Runtime:
-    """``Runtime(device="auto", precision="bf16")`` — what the loop needs to run anywhere."""
+    """Where and how models run: ``Runtime("auto", "bf16")``.
+
+    Args:
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
+        precision: ``fp32`` | ``bf16`` | ``fp16`` (autocast; fp16 with a grad scaler, not on CPU).
+        channels_last: memory format for 4-D tensors; ``None`` = on CUDA only.
+        nproc: processes per node a training step runs on (torchrun + DDP); 1 = this process.
+
+    Attributes resolved on creation: ``torch_device``; ``rank``/``world_size`` read the
+    initialised process group (0/1 outside one).
+    """
 
     device: str = "auto"
     precision: str = "fp32"
+    channels_last: bool | None = None
+    nproc: int = 1
+    torch_device: torch.device = field(init=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -65,7 +96,26 @@ class Runtime:
         self.torch_device = resolve_device(self.device)
         if self.precision == "fp16" and self.torch_device.type == "cpu":
             raise ConfigError("precision fp16 is not supported on CPU; use bf16 or fp32 there")
+        if self.channels_last is None:
+            self.channels_last = self.torch_device.type == "cuda"
+        if self.nproc < 1:
+            raise ConfigError(f"nproc_per_node must be >= 1, got {self.nproc}")
+        found = available_devices(self.torch_device.type)
+        if self.nproc > found:
+            what = f"{found} CUDA device(s)" if self.torch_device.type == "cuda" else (
+                "one MPS device" if self.torch_device.type == "mps" else f"{found} CPU core(s)")
+            raise ConfigError(f"--nproc-per-node {self.nproc} asks for more processes than this node has devices: "
+                              f"found {what} for device {self.device!r}. Use at most {found}.")
         self.scaler = torch.amp.GradScaler(self.torch_device.type) if self.precision == "fp16" else None
+
+    @property
+    def device_type(self) -> str:
+        return self.torch_device.type
+
+    @property
+    def accelerator(self) -> bool:
+        """True on a GPU (CUDA or MPS): steps that run models ask the executor for one."""
+        return self.device_type in ("cuda", "mps")
 
     @property
     def distributed(self) -> bool:
@@ -79,6 +129,23 @@ class Runtime:
     def world_size(self) -> int:
         return torch.distributed.get_world_size() if self.distributed else 1
 
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or no process group): the process that writes files."""
+        return self.rank == 0
+
+    def numerics(self, training: bool = False) -> dict:
+        """What of the runtime changes a step's numbers — the part that enters step hashes.
+
+        The device *type* (CPU, CUDA and MPS kernels round differently) and the precision;
+        for training also the number of processes (DDP all-reduces gradients in another order).
+        Not the device index, the rank, or ``auto`` as written.
+        """
+        out = {"device": self.device_type, "precision": self.precision}
+        if training:
+            out["nproc"] = self.nproc
+        return out
+
     def autocast(self):
         dtype = PRECISIONS[self.precision]
         if dtype is None:
@@ -87,13 +154,13 @@ class Runtime:
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         model.to(self.torch_device)
-        if self.torch_device.type == "cuda":
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         return model
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.torch_device, non_blocking=True)
-        if x.dim() == 4 and self.torch_device.type == "cuda":
+        if x.dim() == 4 and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -112,3 +179,17 @@ class Runtime:
         else:
             loss.backward()
             optimizer.step()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            torch.distributed.barrier()
+
+    def all_sum(self, value: float) -> float:
+        """Sum of a number over the ranks (the number itself outside a process group)."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        if torch.distributed.get_backend() == "nccl":
+            t = t.to(self.torch_device)
+        torch.distributed.all_reduce(t)
+        return float(t.item())

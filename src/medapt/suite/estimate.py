@@ -1,0 +1,118 @@
+"""`medapt run --dry-run`: each step's status, FLOPs and a time estimate before anything runs.
+
+Every kind estimates its own steps (images and FLOPs, counted with ``FlopCounterMode`` on the part
+of the model that will actually run — a cached prefix costs one forward pass, not one per
+epoch). Seconds come from a short *measured* throughput probe on this machine's device (a few
+epochs of the real engine on random images, the first excluded), converted to FLOP/s and applied
+to every step: a projection, labelled as such, not a measurement. Steps that exist only after
+earlier results are shown as ``pending`` with the planners' upper bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cost import project_seconds
+from ..models import Surgery, UnitModel, build
+from ..strategies import Phase
+from ..train import EngineConfig, phase_flops, train_phase
+from .context import init_step, n_outputs
+from .kinds import KINDS
+from .planners import pending
+
+__all__ = ["project_plan", "Estimator", "probe_flops_per_second"]
+
+log = logging.getLogger("medapt.suite")
+
+
+@dataclass
+class Estimator:
+    """What the kinds' ``estimate`` methods need: dataset sizes and model architectures, memoised."""
+
+    exp: Any
+    store: Any
+    _sizes: dict[str, Any] = field(default_factory=dict)
+    _models: dict[tuple, UnitModel] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return self.exp.data.image_size
+
+    def dataset(self, prepare_step) -> dict[str, int] | None:
+        """Images per split (+ ``n``, ``classes``) of a dataset; once per dataset (sizing reads a real source)."""
+        if prepare_step.id not in self._sizes:
+            self._sizes[prepare_step.id] = KINDS.get("prepare").size(prepare_step, self.store)
+        return self._sizes[prepare_step.id]
+
+    def task_type(self, prepare_step) -> str:
+        info = self.store.info(prepare_step)
+        if info is not None:
+            return info["result"]["task_type"]
+        k = (self.dataset(prepare_step) or {}).get("classes") or 2
+        return "binary" if k <= 2 else "multiclass"
+
+    def n_outputs(self, step) -> int:
+        """Head outputs of a step's model: those of the task of its ``data`` input."""
+        data = step.inputs["data"]
+        return n_outputs(self.task_type(data), (self.dataset(data) or {}).get("classes") or 2)
+
+    def model(self, weights_step, n_out: int) -> UnitModel:
+        """The architecture of a weights step's model (random weights: FLOPs do not depend on them)."""
+        k = init_step(weights_step).key
+        key = (k.backbone, k.surgery["keep"], k.surgery["head"], k.image_size, n_out)
+        if key not in self._models:
+            self._models[key] = build(k.backbone, Surgery(k.surgery["keep"], "random", k.surgery["head"]),
+                                      n_outputs=n_out, image_size=k.image_size)
+        return self._models[key]
+
+
+def probe_flops_per_second(exp, runtime) -> tuple[float, str]:
+    """Measure training throughput of the full backbone with the engine itself; convert to FLOP/s.
+
+    Four epochs of 8 random images (one batch each) with the cache off; the first epoch is
+    warm-up and excluded; the median of the other three is the time per batch.
+    """
+    size, n = exp.data.image_size, 8
+    model = build(exp.backbone.name, n_outputs=1, image_size=size)
+    phase = Phase("probe", "all", lr=1e-6, epochs=4, batch_size=n)
+    x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
+    y = np.zeros(n, np.int64)
+    cfg = EngineConfig(bn_policy=exp.engine.bn_policy, cache="off", progress=False)
+    with tempfile.TemporaryDirectory() as d:
+        res = train_phase(model, phase, x, y, task_type="binary", cfg=cfg, runtime=runtime, workdir=Path(d))
+    t = np.diff([0.0] + [c["seconds"] for c in res.curve])[1:]
+    ips = n / float(np.median(t))
+    fpi = phase_flops(model, phase, task_type="binary", input_shape=(3, size, size), bn_policy=exp.engine.bn_policy,
+                      cache="off").train
+    return ips * fpi, f"{ips:.1f} img/s training {exp.backbone.name} at {size}px on {runtime.torch_device}"
+
+
+def project_plan(plan, ctx) -> list[dict[str, Any]]:
+    """One row per step (id, kind, label, users, status, images, FLOPs, projected seconds), one per
+    pending group of result-dependent steps, and a total."""
+    t0 = time.perf_counter()
+    flops_per_s, probe = probe_flops_per_second(ctx.experiment, ctx.runtime)
+    log.info("dry run: throughput probe %s (%.1fs)", probe, time.perf_counter() - t0)
+    est = Estimator(ctx.experiment, ctx.store)
+    rows = []
+    for s in plan.steps:
+        status = "done" if ctx.store.done(s) else ("partial" if ctx.store.partial(s).exists() else "to run")
+        e = KINDS.get(s.kind).estimate(s, est)
+        rows.append({"id": s.id, "kind": s.kind, "label": s.label, "users": list(s.users), "status": status,
+                     "images": e.images, "flops": e.flops,
+                     "seconds": project_seconds(e.flops, flops_per_s) if e.flops and status != "done" else 0.0})
+    for p in pending(plan):
+        rows.append({"id": f"pending/{p.planner}", "kind": "pending", "label": p.label, "users": [],
+                     "status": f"depends on results (at most {p.steps} steps)", "images": None, "flops": p.flops,
+                     "seconds": project_seconds(p.flops, flops_per_s) if p.flops else 0.0})
+    rows.append({"id": "total", "kind": "", "label": probe, "users": [], "status": "",
+                 "images": None, "flops": float(np.nansum([r["flops"] for r in rows])),
+                 "seconds": float(np.nansum([r["seconds"] for r in rows]))})
+    return rows

@@ -1,0 +1,125 @@
+"""Step kinds: a registry of what a step can be (DESIGN §9).
+
+Each kind lives in one module of this package and declares, in one class:
+
+* ``Key`` — a frozen dataclass of everything besides its inputs that decides its output (hashed);
+* ``inputs`` — its **named** inputs (:class:`Input`: name, accepted kinds, optional or not);
+* ``run(ctx, step, workdir) -> dict`` — writes its outputs into ``workdir``; the dict lands in
+  ``step.json`` as ``result``;
+* resources — ``uses_accelerator`` (runs models on the runtime's device, so the Ray executor asks
+  for a GPU when there is one), ``distributed`` (can run on several processes via torchrun),
+  ``memory_gb``;
+* ``estimate(step, est)`` — images and FLOPs for the dry run;
+* ``tables(step, store)`` — the rows it contributes to ``metrics.csv``, ``predictions.csv``,
+  ``costs.csv``, ``inference.csv``.
+
+Planners, executors, the dry run and the table collection iterate this registry; adding a kind
+is one new module (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from ...errors import ConfigError
+from ...registry import Registry
+
+__all__ = ["KINDS", "StepKind", "Input", "Estimate", "register_kind", "TABLES"]
+
+#: the run directory's tables: file name -> leading columns (docs/run-directory.md)
+TABLES: dict[str, tuple[str, ...]] = {
+    "metrics.csv": ("strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"),
+    "predictions.csv": ("strategy", "seed", "head", "task", "split", "index", "label"),
+    "costs.csv": (),  # medapt.cost.COST_COLUMNS
+    "inference.csv": ("strategy", "seed"),
+}
+
+
+@dataclass(frozen=True)
+class Input:
+    """A named input of a kind: the step kinds it accepts, and whether it may be absent."""
+
+    name: str
+    kinds: tuple[str, ...]
+    optional: bool = False
+
+
+@dataclass
+class Estimate:
+    """A dry-run estimate of one step: images processed and FLOPs (``None`` = unknown)."""
+
+    images: int | None = None
+    flops: float = 0.0
+    note: str = ""
+
+
+class StepKind:
+    """Base class of the step kinds; subclasses set the class attributes and override ``run``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Key: ClassVar[type] = dict
+    inputs: ClassVar[tuple[Input, ...]] = ()
+    uses_accelerator: ClassVar[bool] = False
+    distributed: ClassVar[bool] = False
+    memory_gb: ClassVar[float] = 1.0
+
+    # --- the contract ---------------------------------------------------------------------------
+
+    def run(self, ctx, step, workdir: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def estimate(self, step, est) -> Estimate:
+        return Estimate()
+
+    def tables(self, step, store) -> dict[str, pd.DataFrame]:
+        """Rows for the run directory's tables; by default the step's ``cost.json`` as one costs row."""
+        p = store.path(step) / "cost.json"
+        if not p.exists():
+            return {}
+        row = json.loads(p.read_text())
+        row["strategy"], row["shared_by"] = (step.users[0] if step.users else "-"), ";".join(step.users)
+        return {"costs.csv": pd.DataFrame([row])}
+
+    def resources(self, step, runtime) -> dict[str, float]:
+        """What the step asks an executor for (Ray's ``num_cpus``, ``num_gpus``, ``memory``)."""
+        gpus = 1 if self.uses_accelerator and runtime.device_type == "cuda" else 0
+        return {"num_cpus": 1, "num_gpus": gpus, "memory": self.memory_gb * 2**30}
+
+    # --- checks shared by every kind ------------------------------------------------------------
+
+    def check_inputs(self, step) -> None:
+        """The step's key is a ``Key``; its inputs match the declared names and kinds."""
+        if dataclasses.is_dataclass(self.Key) and not isinstance(step.key, self.Key):
+            raise ConfigError(f"step kind {self.name!r} takes a {self.Key.__name__} key, got {type(step.key).__name__}")
+        declared = {i.name: i for i in self.inputs}
+        extra = set(step.inputs) - set(declared)
+        if extra:
+            raise ConfigError(f"step kind {self.name!r} has no input(s) {sorted(extra)}; it takes {sorted(declared)}")
+        for i in self.inputs:
+            got = step.inputs.get(i.name)
+            if got is None:
+                if not i.optional:
+                    raise ConfigError(f"step kind {self.name!r} needs input {i.name!r} (a {' or '.join(i.kinds)} step)")
+            elif got.kind not in i.kinds:
+                raise ConfigError(f"step kind {self.name!r}: input {i.name!r} must be a {' or '.join(i.kinds)} step, "
+                                  f"got {got.kind}")
+
+
+KINDS: Registry[StepKind] = Registry("step kind")
+
+
+def register_kind(cls: type[StepKind]) -> type[StepKind]:
+    """Class decorator: register one instance of the kind under ``cls.name``."""
+    KINDS.register(cls.name, cls())
+    return cls
+
+
+# the kinds medapt ships (each module registers its kind)
+from . import evaluate, extract, finetune, head, inference, init, prepare, pretrain  # noqa: E402,F401

@@ -1,0 +1,106 @@
+"""``evaluate``: a fine-tuned model's **own head** scored on the test split and the external set.
+
+The model is the one its last target phase kept (the best validation epoch); its scores become
+``metrics.csv`` rows with ``head = own`` at that epoch, and ``predictions.csv`` rows, so the
+report gives it the same summaries, confidence intervals and DeLong tests as the frozen-feature
+heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...cost import count_flops
+from ...evaluate import METRICS
+from ...train import predict
+from ..context import save_cost
+from . import Estimate, Input, StepKind, register_kind
+from .head import prediction_frame
+
+
+@dataclass(frozen=True)
+class EvaluateKey:
+    task: str
+    metrics: tuple[str, ...]
+    batch_size: int
+    runtime: dict  # Runtime.numerics()
+
+
+@register_kind
+class Evaluate(StepKind):
+    name = "evaluate"
+    description = "the fine-tuned model's own head on the test split and the external set"
+    Key = EvaluateKey
+    inputs = (Input("weights", ("finetune",)), Input("data", ("prepare",)), Input("external", ("prepare",), optional=True))
+    uses_accelerator = True
+    memory_gb = 2.0
+
+    def run(self, ctx, step, workdir: Path) -> dict:
+        k = step.key
+        weights = step.inputs["weights"]
+        model = ctx.load_model(weights).eval()
+        ctx.runtime.prepare_model(model)
+        selected = ctx.store.result(weights)
+        epoch, seconds = int(selected["selected_epoch"]), float(selected["selected_seconds"])
+        ds = ctx.dataset(step.inputs["data"])
+        splits = {"test": (ds, ds.indices("test"))}
+        if step.input("external") is not None:
+            ext = ctx.dataset(step.inputs["external"])
+            splits["external"] = (ext, np.arange(len(ext.labels)))
+        meter = ctx.meter(step, f"own:{k.task}")
+        rows, preds, final = [], [], {}
+        with meter:
+            meter.set_params(model.n_params(), 0)
+            for split, (d, idx) in splits.items():
+                if not len(idx):
+                    continue
+                _, probs = predict(model, d.images, idx, task_type=d.task_type, runtime=ctx.runtime,
+                                   batch_size=k.batch_size)
+                labels = np.asarray(d.labels[idx])
+                for m in k.metrics:
+                    v = float(METRICS.get(m)(labels, probs, d.task_type))
+                    rows.append({"split": split, "epoch": epoch, "seconds": seconds, "metric": m, "value": v})
+                    final[f"{split}_{m}"] = v
+                preds.append(prediction_frame(split, idx, labels, probs))
+                meter.add_images(len(idx))
+            xb = ctx.runtime.to_device(torch.as_tensor(np.asarray(ds.images[:1], dtype=np.float32)))
+            with torch.no_grad():
+                meter.set_flops_per_image(count_flops(lambda: model(xb)))
+        pd.DataFrame(rows, columns=["split", "epoch", "seconds", "metric", "value"]).to_csv(workdir / "metrics.csv", index=False)
+        if preds:
+            pd.concat(preds).to_csv(workdir / "predictions.csv", index=False)
+        return {"final": final, "selected_epoch": epoch, "cost": save_cost(workdir, meter)}
+
+    def estimate(self, step, est) -> Estimate:
+        n = (est.dataset(step.inputs["data"]) or {}).get("test")
+        ext = step.input("external")
+        if ext is not None and n is not None:
+            n += (est.dataset(ext) or {}).get("n", 0)
+        if n is None:
+            return Estimate()
+        model = est.model(step.inputs["weights"], est.n_outputs(step))
+        x = torch.zeros(1, 3, est.image_size, est.image_size)
+        with torch.no_grad():
+            return Estimate(images=n, flops=n * count_flops(lambda: model.eval()(x)))
+
+    def tables(self, step, store) -> dict[str, pd.DataFrame]:
+        out = super().tables(step, store)
+        return out | tagged_tables(step, store)
+
+
+def tagged_tables(step, store) -> dict[str, pd.DataFrame]:
+    """The step's ``metrics.csv`` / ``predictions.csv``, one copy per tag (strategy, seed, head, task)."""
+    out = {}
+    d = store.path(step)
+    for name in ("metrics.csv", "predictions.csv"):
+        if (d / name).exists():
+            df = pd.read_csv(d / name)
+            frames = [df.assign(**tag) for tag in step.tags]
+            if frames:
+                out[name] = pd.concat(frames, ignore_index=True)
+    return out

@@ -1,0 +1,68 @@
+"""``prepare``: a dataset spec → prepared arrays (float16 memmap + manifest) in the data root."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...data import inspect_source, parse_dataset_spec, prepare_dataset, source_classes
+from ...data.spec import SplitSpec
+from . import Estimate, StepKind, register_kind
+
+log = logging.getLogger("medapt.suite")
+
+
+@dataclass(frozen=True)
+class PrepareKey:
+    spec: dict[str, Any]
+    split: dict[str, Any] | None
+    image_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@register_kind
+class Prepare(StepKind):
+    name = "prepare"
+    description = "read a dataset once into float16 memory-mapped arrays + a manifest, split by patient"
+    Key = PrepareKey
+    memory_gb = 2.0
+
+    def run(self, ctx, step, workdir: Path) -> dict:
+        k = step.key
+        split = SplitSpec(**k.split) if k.split is not None else None
+        ds = prepare_dataset(parse_dataset_spec(k.spec), ctx.data_root, image_size=k.image_size, channels=k.channels,
+                             mean=tuple(k.mean), std=tuple(k.std), split=split, progress=ctx.progress)
+        counts = {s: int(len(ds.indices(s))) for s in ("train", "val", "test", "external")}
+        return {"path": str(Path(ds.path).resolve()), "digest": ds.digest, "n": int(len(ds.labels)),
+                "classes": list(ds.classes), "task_type": ds.task_type, "splits": counts}
+
+    def size(self, step, store) -> dict[str, int] | None:
+        """Images per split and classes: exact when prepared, else from the spec (``None``: unknown)."""
+        info = store.info(step)
+        if info is not None:
+            r = info["result"]
+            return {**r["splits"], "n": r["n"], "classes": len(r["classes"])}
+        spec = parse_dataset_spec(step.key.spec)
+        try:
+            if spec.format == "phantom":  # sized by its spec, nothing to read
+                k = len(source_classes(spec))
+                n = spec.n_per_class * k
+            else:  # reads the source without writing anything
+                summary = inspect_source(spec)
+                n, k = int(summary["n_images"]), len(summary["classes"])
+        except Exception as exc:  # a dry run must not fail on a source it cannot read yet
+            log.warning("dry run: cannot size dataset %s (%s)", step.label, exc)
+            return None
+        split = step.key.split
+        if split is None:
+            return {"n": n, "classes": k, "train": 0, "val": 0, "test": 0, "external": n}
+        out = {s: int(round(n * split[s])) for s in ("train", "val", "test")}
+        return {"n": n, "classes": k, "external": 0, **out}
+
+    def estimate(self, step, est) -> Estimate:
+        size = est.dataset(step)
+        return Estimate(images=None if size is None else size["n"])
