@@ -73,6 +73,7 @@ def test_tables(built):
     assert "measured-rapl (estimate)" not in text
     # summary table with two seeds: mean ± s.d. and CI; threshold from config.yaml (0.85)
     assert "±" in text and "epoch to 0.85 (test)" in text
+    assert "95% t-interval over seeds of the mean (1 degrees of freedom)" in text and "bootstrap" not in text
     assert "Inference cost" in text and "latency_ms_cpu" in text
     assert "deadbeef" in text  # environment.json
     assert "DeLong p" in text and "t-test p" in text
@@ -87,6 +88,26 @@ def test_costs_missing_says_so(tmp_path, fake):
     assert "Pareto-optimal strategies (no other" not in text and "±" not in text  # one seed: no spread
     assert not list((run / "figures").glob("pareto_*"))
     assert len(list((run / "figures").glob("auc_curves_*"))) == 4
+
+
+def test_one_seed_ci_from_test_images(tmp_path, fake):
+    """With one seed the final AUC's [95% CI] comes from a bootstrap over the test images of
+    predictions.csv, and equals bootstrap_auc_ci on the same predictions."""
+    from medapt.evaluate import bootstrap_auc_ci
+
+    run = fake.make(tmp_path / "run", seeds=(0,))
+    text = _text(build_report(run).read_text())
+    assert "percentile bootstrap over test images (2,000 class-stratified resamples" in text
+    assert "t-interval" not in text and "±" not in text
+    p = pd.read_csv(run / "predictions.csv")
+    g = p[(p.strategy == "DA") & (p["head"] == "model1") & (p.task == "tumor_type") & (p.split == "test")]
+    b = bootstrap_auc_ci(g["label"].to_numpy(), g[["score_0", "score_1", "score_2"]].to_numpy(), "multiclass",
+                         n_boot=2000, seed=0)
+    assert f"[{b['ci_low']:.3f}, {b['ci_high']:.3f}]" in text
+    # with a patient column, patients are resampled
+    p["patient"] = p["index"] // 3
+    p.to_csv(run / "predictions.csv", index=False)
+    assert "percentile bootstrap over patients" in _text(build_report(run).read_text())
 
 
 def test_only_costs_and_custom_out(tmp_path, fake):

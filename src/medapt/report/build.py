@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MedaptError
+from ..evaluate.bootstrap import bootstrap_auc_ci
 from ..evaluate.delong import delong_test
 from ..evaluate.summary import aggregate_seeds, external_dip, paired_ttest, summarize
 from . import figures as F
@@ -155,6 +156,39 @@ def _strategy_order(rf: RunFiles) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
+#: resamples of the one-seed bootstrap CI over test images
+N_BOOT = 2000
+
+
+def _image_bootstrap(pred: pd.DataFrame | None) -> dict:
+    """(strategy, head, task, split) → :func:`bootstrap_auc_ci` of the final-epoch predictions.
+
+    For a run with one seed: the interval then comes from the test images (from the patients
+    when ``predictions.csv`` has a ``patient`` column), not from seeds.
+    """
+    out: dict = {}
+    if pred is None or pred.empty:
+        return out
+    score_cols = [c for c in pred.columns if c.startswith("score_")]
+    label_cols = [c for c in pred.columns if re.fullmatch(r"label_\d+", c)]
+    for key, g in pred.groupby(["strategy", "head", "task", "split"], sort=False):
+        key = tuple(str(k) for k in key)
+        cols = [c for c in score_cols if g[c].notna().all()]
+        lcols = [c for c in label_cols if g[c].notna().any()]
+        try:
+            if lcols:
+                y, task_type = g[lcols].to_numpy(float), "multilabel"
+            else:
+                y, task_type = g["label"].to_numpy(), "binary" if len(cols) == 2 else "multiclass"
+            groups = g["patient"].to_numpy(dtype=object) if "patient" in g else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[key] = bootstrap_auc_ci(y, g[cols].to_numpy(float), task_type, groups=groups, n_boot=N_BOOT, seed=0)
+        except (MedaptError, ValueError) as exc:
+            log.info("report: no bootstrap CI for %s: %s", key, exc)
+    return out
+
+
 def _cell(mean, std, lo, hi, n, digits=3) -> str:
     if not np.isfinite(mean):
         return "—"
@@ -175,15 +209,24 @@ def _summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[s
     if summ.empty:
         return _missing("metrics.csv has no AUC rows, so there is nothing to summarise."), summ, summ
     agg = aggregate_seeds(summ[["strategy", "seed", "head", "task", "split", "best_auc", "final_auc",
-                                "epoch_to_threshold", "seconds_to_threshold"]], n_boot=1000, seed=0)
+                                "epoch_to_threshold", "seconds_to_threshold"]])
     dip = external_dip(summ)
     dip_agg = aggregate_seeds(dip[["strategy", "seed", "head", "task", "dip_best", "dip_final"]]) if len(dip) else None
     n_seeds = int(summ["seed"].nunique())
+    boot = _image_bootstrap(rf.predictions) if n_seeds == 1 else {}
+    if n_seeds > 1:
+        spread = (f"Mean ± s.d. over {n_seeds} seeds, [95% t-interval over seeds of the mean "
+                  f"({n_seeds - 1} degrees of freedom)].")
+    elif boot:
+        unit = "patients" if any(b["unit"] == "patient" for b in boot.values()) else "test images"
+        spread = (f"One seed: no spread over seeds is available; [95% CI] of the final AUC by percentile bootstrap "
+                  f"over {unit} ({N_BOOT:,} class-stratified resamples of the final-epoch predictions), "
+                  "i.e. the uncertainty of the test set only, not of training.")
+    else:
+        spread = "One seed: no spread over seeds is available."
     parts = [f'<p class="note">Threshold {threshold:g}. Best = highest AUC over epochs (chosen on the split '
              "itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
-             "(positive: worse on the external set). "
-             + (f"Mean ± s.d. over {n_seeds} seeds, [bootstrap 95% CI of the mean]." if n_seeds > 1 else
-                "One seed: no spread over seeds is available.") + "</p>"]
+             "(positive: worse on the external set). " + spread + "</p>"]
     for (task, head), _ in agg.groupby(["task", "head"], sort=True):
         rows = []
         a = agg[(agg["task"] == task) & (agg["head"] == head)]
@@ -196,6 +239,9 @@ def _summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[s
                 r = r.iloc[0]
                 row[f"best AUC ({lab})"] = _cell(r.best_auc_mean, r.best_auc_std, r.best_auc_ci_low, r.best_auc_ci_high, r.n_seeds)
                 row[f"final AUC ({lab})"] = _cell(r.final_auc_mean, r.final_auc_std, r.final_auc_ci_low, r.final_auc_ci_high, r.n_seeds)
+                b = boot.get((str(s), str(head), str(task), split))
+                if b is not None and np.isfinite(r.final_auc_mean) and np.isfinite(b["ci_low"]):
+                    row[f"final AUC ({lab})"] += f"<br><span class=note>[{b['ci_low']:.3f}, {b['ci_high']:.3f}]</span>"
                 reached = int(r.epoch_to_threshold_n)
                 ep = _cell(r.epoch_to_threshold_mean, r.epoch_to_threshold_std, np.nan, np.nan, reached, 1)
                 sec = _cell(r.seconds_to_threshold_mean, r.seconds_to_threshold_std, np.nan, np.nan, reached, 2)
