@@ -6,6 +6,7 @@ import pytest
 
 from medapt.errors import ConfigError, MissingFieldError
 from medapt.evaluate import aggregate_seeds, external_dip, paired_ttest, summarize, t_interval
+from medapt.evaluate.summary import censored_median
 
 
 def _rows(strategy, seed, split, aucs, secs_per_epoch=2.0, head="model1", task="tumor_type"):
@@ -101,6 +102,39 @@ def test_ci_over_three_seeds_holds_its_level():
     assert len(agg) == reps and (agg.n_seeds == 3).all()
     coverage = ((agg.best_auc_ci_low <= mu) & (mu <= agg.best_auc_ci_high)).mean()
     assert 0.93 <= coverage <= 0.97
+
+
+def test_time_to_threshold_is_a_censored_median():
+    """3 seeds; the threshold reached at epoch 2 by one seed only. The old summary said "mean 2"
+    (over the one fast seed); the censored median says "not reached" (1 of 3 < half)."""
+    rows = []
+    for seed, aucs in enumerate([[0.8, 0.95, 0.96], [0.8, 0.85, 0.88], [0.7, 0.8, 0.89]]):
+        rows += _rows("DA", seed, "test", aucs)
+    for seed, aucs in enumerate([[0.8, 0.91, 0.9], [0.8, 0.85, 0.92], [0.7, 0.8, 0.89]]):
+        rows += _rows("DA_L1SB", seed, "test", aucs)
+    for seed, aucs in enumerate([[0.91, 0.9, 0.9], [0.8, 0.95, 0.9], [0.7, 0.8, 0.93]]):
+        rows += _rows("ImageNet", seed, "test", aucs)
+    cols = ["strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"]
+    agg = aggregate_seeds(summarize(pd.DataFrame(rows, columns=cols)))
+    da, l1, im = (_get(agg, strategy=s) for s in ("DA", "DA_L1SB", "ImageNet"))
+    assert (da.epoch_to_threshold_reached, l1.epoch_to_threshold_reached, im.epoch_to_threshold_reached) == (1, 2, 3)
+    assert np.isnan(da.epoch_to_threshold_median)  # 1 of 3: not reached
+    assert l1.epoch_to_threshold_median == 3  # epochs 2, 3, never → by epoch 3 two of three had
+    assert im.epoch_to_threshold_median == 2  # epochs 1, 2, 3 → the ordinary median
+    assert l1.seconds_to_threshold_median == 6.0
+    # no mean over the seeds that happened to reach it: only when all did
+    assert np.isnan(da.epoch_to_threshold_mean) and np.isnan(l1.epoch_to_threshold_ci_low)
+    assert im.epoch_to_threshold_mean == 2 and im.epoch_to_threshold_n == 3
+
+
+def test_censored_median_definition():
+    nan = float("nan")
+    assert censored_median([5, 1, 3]) == 3
+    assert censored_median([4, 1, 3, 2]) == 2  # even n: the lower middle (a time a seed really reached)
+    assert censored_median([1, nan]) == 1  # half reached by epoch 1
+    assert np.isnan(censored_median([1, nan, nan, nan]))  # 1 of 4 < half: not reached
+    assert censored_median([2, 7, nan, nan]) == 7
+    assert np.isnan(censored_median([]))
 
 
 def test_t_interval():

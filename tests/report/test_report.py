@@ -74,6 +74,8 @@ def test_tables(built):
     # summary table with two seeds: mean ± s.d. and CI; threshold from config.yaml (0.85)
     assert "±" in text and "epoch to 0.85 (test)" in text
     assert "95% t-interval over seeds of the mean (1 degrees of freedom)" in text and "bootstrap" not in text
+    # time to the threshold: censored median and how many seeds reached it
+    assert "counted as censored" in text and "reached 2 of 2 seeds" in text
     assert "Inference cost" in text and "latency_ms_cpu" in text
     assert "deadbeef" in text  # environment.json
     assert "DeLong p" in text and "t-test p" in text
@@ -108,6 +110,19 @@ def test_one_seed_ci_from_test_images(tmp_path, fake):
     p["patient"] = p["index"] // 3
     p.to_csv(run / "predictions.csv", index=False)
     assert "percentile bootstrap over patients" in _text(build_report(run).read_text())
+
+
+def test_time_to_threshold_counts_seeds_that_never_reached_it(tmp_path, fake):
+    """DA reaches the threshold in 1 of 3 seeds: "not reached (1 of 3)", never a mean of the fast seed."""
+    run = fake.make(tmp_path / "run", seeds=(0, 1, 2))
+    m = pd.read_csv(run / "metrics.csv")
+    slow = (m.strategy == "DA") & (m.seed > 0) & (m.metric == "auc")
+    m.loc[slow, "value"] = m.loc[slow, "value"].clip(upper=0.80)  # seeds 1 and 2 never reach 0.85
+    m.to_csv(run / "metrics.csv", index=False)
+    html = build_report(run).read_text()
+    row = re.search(r"<tr class=\"[^\"]*\"><td class=\"l\">DA</td>.*?</tr>", html.split("tumor_type — head linear")[1]).group(0)
+    assert "not reached<br><span class=note>reached 1 of 3 seeds</span>" in row
+    assert "Fastest to reach AUC 0.85" in _text(html) and "counted as censored" in _text(html)
 
 
 def test_only_costs_and_custom_out(tmp_path, fake):

@@ -5,7 +5,9 @@ Pure pandas/scipy, no torch: the report uses these on an old run directory.
 * :func:`summarize` — best and final AUC, first epoch and seconds to reach a threshold
   (Mehmood et al. use 0.9), per (strategy, seed, head, task, split).
 * :func:`external_dip` — development (``test``) minus ``external`` AUC, per seed.
-* :func:`aggregate_seeds` — mean, standard deviation and t-interval (95 %) over seeds.
+* :func:`aggregate_seeds` — mean, standard deviation and t-interval (95 %) over seeds; for the
+  time to the threshold, how many seeds reached it and the censored median.
+* :func:`censored_median` — median time to an event that some runs never reach.
 * :func:`t_interval` — Student-t confidence interval of a mean (n − 1 degrees of freedom).
 * :func:`paired_ttest` — two strategies compared over seeds (Hosseinzadeh Taher et al. use
   t-tests over 10 runs).
@@ -28,6 +30,8 @@ __all__ = [
     "external_dip",
     "aggregate_seeds",
     "t_interval",
+    "censored_median",
+    "CENSORED_COLUMNS",
     "paired_ttest",
 ]
 
@@ -35,6 +39,8 @@ __all__ = [
 METRIC_COLUMNS = ("strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value")
 #: one summary row per combination of these
 SUMMARY_KEYS = ["strategy", "seed", "head", "task", "split"]
+#: time-to-event columns of :func:`summarize`: NaN means "never reached", not "unknown"
+CENSORED_COLUMNS = ("epoch_to_threshold", "seconds_to_threshold")
 
 
 def _require(df: pd.DataFrame, cols, what: str) -> None:
@@ -135,7 +141,31 @@ def t_interval(x, confidence: float = 0.95) -> tuple[float, float]:
     return m - half, m + half
 
 
-def aggregate_seeds(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+def censored_median(times) -> float:
+    """Median time to an event when runs that never reach it count as censored (NaN = not reached).
+
+    The smallest time by which at least half of the runs had reached the event: with the
+    ``n`` times sorted, and the runs that never reached it placed last (at +∞), the
+    ``⌈n/2⌉``-th. This is the Kaplan–Meier median when every run is followed to the same end
+    (all censoring after the last epoch); for an odd ``n`` with every run reaching the event it
+    is the ordinary median, for an even ``n`` the lower of the two middle values (a time at which
+    a run really did reach it). Fewer than half reached → NaN ("not reached").
+
+    >>> censored_median([3, 5, float("nan")]), censored_median([3, float("nan"), float("nan")])
+    (5.0, nan)
+    >>> censored_median([4, float("nan")])  # half reached: by epoch 4, 1 of 2 runs had
+    4.0
+    """
+    a = np.asarray(times, dtype=float)
+    n = a.size
+    reached = np.sort(a[np.isfinite(a)])
+    k = (n + 1) // 2  # ⌈n/2⌉
+    return float(reached[k - 1]) if n and reached.size >= k else float("nan")
+
+
+def aggregate_seeds(
+    summary: pd.DataFrame, confidence: float = 0.95, censored: tuple[str, ...] = CENSORED_COLUMNS
+) -> pd.DataFrame:
     """Mean, standard deviation and t-interval over seeds of every numeric column.
 
     Works on :func:`summarize` or :func:`external_dip` output: rows are grouped by every
@@ -144,6 +174,12 @@ def aggregate_seeds(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     ``c_ci_high`` (the ``confidence`` t-interval of the mean over seeds, n − 1 degrees of
     freedom, :func:`t_interval`; NaN for fewer than two seeds) and ``c_n`` (seeds with a finite
     value — e.g. the seeds that reached the threshold). ``n_seeds`` counts the rows of the group.
+
+    ``censored`` columns (default :data:`CENSORED_COLUMNS`, the time to the threshold) hold NaN
+    for a seed that never reached it. For them ``c_reached`` (= ``c_n``) counts the seeds that
+    did and ``c_median`` is the :func:`censored_median` over all ``n_seeds`` (NaN when fewer than
+    half reached it); ``c_mean``, ``c_std`` and the interval are given only when every seed
+    reached it (NaN otherwise), since a mean over the seeds that happened to be fast is biased.
 
     Seeds are few (3 to 10 in the seed papers), so the interval is the t-interval, not a
     bootstrap over seeds, which undercovers badly at that size. For one model on one test set,
@@ -161,11 +197,16 @@ def aggregate_seeds(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
         rec["n_seeds"] = len(g)
         for c in values:
             x = g[c].to_numpy(dtype=float)
+            if c in censored:
+                rec[f"{c}_reached"] = int(np.isfinite(x).sum())
+                rec[f"{c}_median"] = censored_median(x)
+                if not np.isfinite(x).all():
+                    x = x[:0]  # someone never reached it: no mean, s.d. or interval
             x = x[np.isfinite(x)]
             rec[f"{c}_mean"] = float(x.mean()) if x.size else float("nan")
             rec[f"{c}_std"] = float(x.std(ddof=1)) if x.size > 1 else float("nan")
             rec[f"{c}_ci_low"], rec[f"{c}_ci_high"] = t_interval(x, confidence)
-            rec[f"{c}_n"] = int(x.size)
+            rec[f"{c}_n"] = rec.get(f"{c}_reached", int(x.size))
         rows.append(rec)
     return pd.DataFrame(rows)
 

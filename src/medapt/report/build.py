@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import MedaptError
 from ..evaluate.bootstrap import bootstrap_auc_ci
 from ..evaluate.delong import delong_test
-from ..evaluate.summary import aggregate_seeds, external_dip, paired_ttest, summarize
+from ..evaluate.summary import aggregate_seeds, censored_median, external_dip, paired_ttest, summarize
 from . import figures as F
 from ._io import RunFiles, atomic_write_bytes, load_run
 from .costs import is_measured, params_table, pareto_front, strategy_costs, time_energy_table
@@ -189,6 +189,12 @@ def _image_bootstrap(pred: pd.DataFrame | None) -> dict:
     return out
 
 
+def _time_cell(median, reached, n, digits) -> str:
+    """Censored median time to the threshold and how many seeds reached it."""
+    txt = f"{median:.{digits}f}" if np.isfinite(median) else "not reached"
+    return txt if n == 1 else f"{txt}<br><span class=note>reached {int(reached)} of {int(n)} seeds</span>"
+
+
 def _cell(mean, std, lo, hi, n, digits=3) -> str:
     if not np.isfinite(mean):
         return "—"
@@ -226,7 +232,10 @@ def _summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[s
         spread = "One seed: no spread over seeds is available."
     parts = [f'<p class="note">Threshold {threshold:g}. Best = highest AUC over epochs (chosen on the split '
              "itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
-             "(positive: worse on the external set). " + spread + "</p>"]
+             "(positive: worse on the external set). "
+             + ("Epoch and seconds to the threshold: the median over seeds with the seeds that never reached it counted as censored (the first time by "
+                "which at least half of the seeds had reached it; “not reached” when fewer than half did), "
+                "and how many seeds reached it. " if n_seeds > 1 else "") + spread + "</p>"]
     for (task, head), _ in agg.groupby(["task", "head"], sort=True):
         rows = []
         a = agg[(agg["task"] == task) & (agg["head"] == head)]
@@ -242,15 +251,10 @@ def _summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[s
                 b = boot.get((str(s), str(head), str(task), split))
                 if b is not None and np.isfinite(r.final_auc_mean) and np.isfinite(b["ci_low"]):
                     row[f"final AUC ({lab})"] += f"<br><span class=note>[{b['ci_low']:.3f}, {b['ci_high']:.3f}]</span>"
-                reached = int(r.epoch_to_threshold_n)
-                ep = _cell(r.epoch_to_threshold_mean, r.epoch_to_threshold_std, np.nan, np.nan, reached, 1)
-                sec = _cell(r.seconds_to_threshold_mean, r.seconds_to_threshold_std, np.nan, np.nan, reached, 2)
-                if reached < r.n_seeds:
-                    note = "never" if reached == 0 else f"{reached}/{r.n_seeds} seeds"
-                    ep = note if reached == 0 else f"{ep} ({note})"
-                    sec = note if reached == 0 else sec
-                row[f"epoch to {threshold:g} ({lab})"] = ep
-                row[f"seconds to {threshold:g} ({lab})"] = sec
+                row[f"epoch to {threshold:g} ({lab})"] = _time_cell(r.epoch_to_threshold_median,
+                                                                     r.epoch_to_threshold_reached, r.n_seeds, 0)
+                row[f"seconds to {threshold:g} ({lab})"] = _time_cell(r.seconds_to_threshold_median,
+                                                                       r.seconds_to_threshold_reached, r.n_seeds, 2)
             if dip_agg is not None:
                 d = dip_agg[(dip_agg["strategy"] == s) & (dip_agg["task"] == task) & (dip_agg["head"] == head)]
                 if len(d):
@@ -355,10 +359,12 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
         if len(d):
             txt += (f" The smallest development→external drop is {_e(d.idxmin())} ({d.min():+.3f}); "
                     f"the largest {_e(d.idxmax())} ({d.max():+.3f}).")
-        reached = s[(s["split"] == "test")].groupby("strategy")["seconds_to_threshold"].mean().dropna()
+        # censored median over heads and seeds: a run that never reached it counts, as "later than all"
+        reached = s[(s["split"] == "test")].groupby("strategy")["seconds_to_threshold"].agg(censored_median).dropna()
         if len(reached):
             txt += (f" Fastest to reach AUC {threshold:g} on the test split: {_e(reached.idxmin())} "
-                    f"({reached.min():.2f} s of head training).")
+                    f"(median {reached.min():.2f} s of head training over its runs, those that never reached it "
+                    "counted as censored).")
         if sc is not None:
             pts = _pareto_points(summ, sc, task, ["test"])
             fronts = []
