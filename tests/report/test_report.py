@@ -67,6 +67,7 @@ def test_tables(built):
     # Table 1: trainable per phase from costs.csv; totals of non-pretrained strategies from inference.csv
     assert re.search(r"DA_L1SB 4,010,000 1,281 900,000", text)
     assert re.search(r"ImageNet_TF_F1B 28,500 — —", text)
+    assert "Counted by PyTorch" in text and "medapt params --keras" in text
     # Table B1: a shared phase counts for both strategies; estimates are labelled as such
     assert re.search(r"DA_L1SB total 27,000 7:30:00\.00 1\.5000", text)
     assert "estimated-green-algorithms (estimate)" in text

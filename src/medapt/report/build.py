@@ -505,7 +505,10 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
     else:
         pt = params_table(rf.costs, rf.inference, order)
         body.append('<p class="note">Total and trainable parameters of the model in each pre-training phase '
-                    "(cf. Mehmood et al., Table 1). Strategies without pre-training show their total only.</p>")
+                    "(cf. Mehmood et al., Table 1). Strategies without pre-training show their total only. "
+                    "Counted by PyTorch: the paper counts Keras's ResNet50, whose convolutions have biases and whose "
+                    "BatchNorm moving statistics count as non-trainable parameters, so its figures are larger "
+                    "(`medapt params --keras` counts that way).</p>")
         body.append(_table(pt, left=("strategy", "note")) if len(pt) else _missing("No pretrain rows in costs.csv."))
 
     body.append("<h2>Time and energy per phase (Table B1)</h2>")
