@@ -82,6 +82,27 @@ def test_tables(built):
     assert "DeLong p" in text and "t-test p" in text
 
 
+def test_energy_table_named_where_estimates_are_shown(tmp_path, fake):
+    """Table B1's note and the summary name the Green Algorithms table: from the config's
+    cost.energy_table, else (older run directories) from the energy_note of costs.csv."""
+    run = fake.make(tmp_path / "run")
+    with open(run / "config.yaml", "a", encoding="utf-8") as f:
+        f.write("cost:\n  track_energy: true\n  energy_table: v1.1\n")
+    text = _text(build_report(run).read_text())
+    assert ("Green Algorithms estimates ( estimated-green-algorithms ) use constant table v1.1 (the constants of "
+            "Mehmood et al.'s Table B1), from cost.energy_table in config.yaml") in text
+    assert "Green Algorithms figures use constant table v1.1." in text
+    # an older run: no setting in config.yaml, the table named only in the notes
+    run2 = fake.make(tmp_path / "run2")
+    c = pd.read_csv(run2 / "costs.csv", keep_default_na=False)
+    c.loc[c.energy_source == "estimated-green-algorithms", "energy_note"] = (
+        "CodeCarbon could not run (x); Green Algorithms estimate (table latest): any-cpu")
+    c.to_csv(run2 / "costs.csv", index=False)
+    text = _text(build_report(run2).read_text())
+    assert "use constant table latest (the calculator's later constants, not those of Mehmood" in text
+    assert "from energy_note in costs.csv" in text
+
+
 def test_costs_missing_says_so(tmp_path, fake):
     run = fake.make(tmp_path / "run", costs=False, inference=False, predictions=False, seeds=(0,))
     html = build_report(run).read_text()

@@ -145,6 +145,32 @@ def _threshold(config: dict | None) -> float:
     return float(t) if isinstance(t, (int, float)) else DEFAULT_THRESHOLD
 
 
+def _energy_table(rf: RunFiles) -> tuple[str | None, str]:
+    """The Green Algorithms constant table of the run's estimates, and where that was read.
+
+    From ``cost.energy_table`` in ``config.yaml``; for a run directory written before that
+    setting existed, from the ``(table …)`` its ``energy_note`` names.
+    """
+    cost = (rf.config or {}).get("cost")
+    if isinstance(cost, dict) and cost.get("energy_table"):
+        return str(cost["energy_table"]), "cost.energy_table in config.yaml"
+    if rf.costs is not None and "energy_note" in rf.costs:
+        found = sorted({m for n in rf.costs["energy_note"].astype(str) for m in re.findall(r"\(table ([\w.]+)\)", n)})
+        if found:
+            return ", ".join(found), "energy_note in costs.csv"
+    return None, ""
+
+
+def _table_sentence(rf: RunFiles) -> str:
+    table, where = _energy_table(rf)
+    if table is None:
+        return "The Green Algorithms constant table of any estimate is not recorded in this run directory."
+    paper = {"v1.1": " (the constants of Mehmood et al.'s Table B1)",
+             "latest": " (the calculator's later constants, not those of Mehmood et al.'s Table B1)"}.get(table, "")
+    return (f"Green Algorithms estimates (<code>estimated-green-algorithms</code>) use constant table "
+            f"<b>{_e(table)}</b>{paper}, from {_e(where)}.")
+
+
 def _strategy_order(rf: RunFiles) -> list[str]:
     names: list[str] = []
     cfg_strats = (rf.config or {}).get("strategies")
@@ -384,7 +410,11 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
         src = set(rf.costs["energy_source"])
         est = sorted(x for x in src if not is_measured(x))
         if est:
-            notes.append("Energy figures include estimates (" + ", ".join(_e(x) for x in est) + "), not measurements.")
+            table, _ = _energy_table(rf)
+            ga = (f" Green Algorithms figures use constant table {_e(table)}." if table and
+                  any("green-algorithms" in x for x in est) else "")
+            notes.append("Energy figures include estimates (" + ", ".join(_e(x) for x in est) + "), not measurements."
+                         + ga)
     if rf.config_text and re.search(r"\bphantom\b", rf.config_text):
         notes.append("This run uses the built-in synthetic phantom data: it shows that the pipeline works, "
                      "not which strategy is best for real MRI.")
@@ -522,7 +552,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
                     f"Distinct pretrain steps of this run took {_hms(pd.to_numeric(shared_runs['seconds']).sum())} "
                     f"and {_fmt(pd.to_numeric(shared_runs['kwh']).sum(), 4)} kWh in total (all seeds). "
                     'Energy source: <span class="measured">measured</span> or '
-                    '<span class="estimate">estimate</span>.</p>')
+                    '<span class="estimate">estimate</span>. ' + _table_sentence(rf) + "</p>")
         if len(te):
             te = te.copy()
             te.insert(3, "h:mm:ss", te["seconds"].map(_hms))

@@ -53,7 +53,8 @@ class RunContext:
     def meter(self, step, phase: str, device: str) -> PhaseMeter:
         return PhaseMeter(strategy=step.users[0] if step.users else "-", step=step.kind, phase=phase,
                           seed=int(step.key.get("seed", 0)), device=device,
-                          track_energy=self.experiment.cost.track_energy)
+                          track_energy=self.experiment.cost.track_energy,
+                          energy_table=self.experiment.cost.energy_table)
 
 
 def _save_cost(workdir: Path, meter: PhaseMeter) -> dict:
