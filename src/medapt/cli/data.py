@@ -134,6 +134,9 @@ def _inspect(args) -> int:
         return 0
     print(f"format {summary['format']} ({summary['task_type']}): {summary['n_images']} images, "
           f"{summary['n_patients'] if summary['n_patients'] is not None else 'no'} patient ids")
+    if summary["patient_id_collisions"]:
+        print("patient ids written in more than one way, treated as one patient each: " + "; ".join(
+            f"{' = '.join(v)}" for v in summary["patient_id_collisions"].values()))
     emit_table([[c, n] for c, n in summary["classes"].items()], ["class", "images"])
     sizes = ", ".join(f"{k} ({v})" for k, v in list(summary["image_sizes"].items())[:8])
     print(f"image sizes: {sizes or '-'}")

@@ -41,7 +41,7 @@ from ..errors import ConfigError, DataError, DuplicateIdError, EmptyDatasetError
 from ._image import dtype_range, preprocess
 from .readers import READERS, ReadContext, Record, Skipped, Source
 from .spec import SplitSpec
-from .split import assign_splits
+from .split import assign_splits, normalize_patient_ids
 
 __all__ = [
     "PreparedDataset",
@@ -54,8 +54,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: version of the prepared-folder layout; part of every key
-LAYOUT_VERSION = "1"
+#: version of the prepared-folder layout and split rules; part of every key
+#: (2: patient ids grouped after normalisation, so a folder prepared with version 1 is not reused)
+LAYOUT_VERSION = "2"
 
 
 @dataclass(frozen=True, eq=False)
@@ -373,6 +374,12 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         )
 
     manifest = pd.DataFrame(rows)
+    # one patient written two ways ("007" and 7, "P01" and "p01") is one patient: the colliding
+    # spellings are replaced by their normalised form, so the manifest groups as the split does
+    keys, collisions = normalize_patient_ids(manifest["patient"], f"{spec.format} dataset")
+    if collisions:
+        collided = np.isin(keys.astype(str), list(collisions)) & pd.notna(keys)
+        manifest.loc[collided, "patient"] = keys[collided]
     if multilabel:
         y = np.stack([np.asarray(lab, dtype=np.float32) for lab in labels])
     else:
@@ -398,7 +405,11 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         "shape": [int(len(y)), channels, size, size],
         "class_counts": counts,
         "split_counts": {str(k): int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
-        "n_patients": int(manifest["patient"].nunique()) if manifest["patient"].notna().any() else None,
+        "n_patients": len({k for k in keys if k is not None}) or None,
+        "patient_ids": {
+            "compared_as": "strings, stripped, case-folded, numeric ids without leading zeros",
+            "collisions": collisions,  # normalised id -> the spellings (repr) that collapsed onto it
+        },
         "skipped": skipped,
         "seconds": round(time.perf_counter() - t0, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
