@@ -205,3 +205,35 @@ def test_is_measured_needs_every_part_measured():
     assert not is_measured("estimated-codecarbon-tdp+measured-nvml")
     assert not is_measured("measured-nvml+estimated-codecarbon-tdp")
     assert not is_measured("estimated-green-algorithms") and not is_measured("")
+
+
+def test_report_says_when_a_dataset_has_no_patient_ids(tmp_path, fake):
+    """From config.yaml alone: a folder dataset without patient_regex is split slice-level."""
+    run = fake.make(tmp_path / "run")
+    cfg = ("name: fake-suite\nstrategies: [ImageNet, DA, DA_L1SB, DA_TF_F1B, ImageNet_TF_F1B]\n"
+           "evaluation:\n  threshold: 0.85\n"
+           "data:\n  source: {format: phantom, task: grade}\n  targets:\n"
+           "    tumor_type:\n      dataset: {format: folder, path: kaggle/Training}\n"
+           "      external: {format: folder, path: other}\n"
+           "    disease:\n      dataset: {format: folder, path: hms, patient_regex: '^(\\d+)_'}\n")
+    (run / "config.yaml").write_text(cfg, encoding="utf-8")
+    text = _text(build_report(run).read_text())
+    assert ("Dataset tumor_type (format folder) has no patient ids (no patient_regex in config.yaml): its "
+            "train/test split is slice-level") in text
+    assert "Dataset disease" not in text and "Dataset source" not in text
+    assert "Dataset tumor_type/external" not in text  # an external set is never split
+
+
+def test_slice_level_datasets_rules():
+    from medapt.report.build import _slice_level_datasets
+
+    def names(data):
+        return [s.split("<b>")[1].split("</b>")[0] for s in _slice_level_datasets({"data": data})]
+
+    assert names({"source": {"format": "csv", "path": "x.csv"}}) == ["source"]
+    assert names({"source": {"format": "csv", "path": "x.csv", "patient_column": "pid"}}) == []
+    assert names({"source": {"format": "medmnist", "path": "x.npz"}}) == []  # keeps the published split
+    assert names({"source": {"format": "medmnist", "path": "x.npz", "use_published_split": False}}) == ["source"]
+    assert names({"source": {"format": "dicom", "path": "d"}, "targets": {"t": {"dataset": {"format": "cemri"}}}}) == []
+    assert names({"targets": {"t": {"dataset": {"format": "folder", "use_published_split": True}}}}) == ["t"]
+    assert _slice_level_datasets(None) == [] and _slice_level_datasets({"data": "odd"}) == []

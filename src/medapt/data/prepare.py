@@ -385,6 +385,12 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
     else:
         y = np.asarray(labels, dtype=np.int64)
     manifest["split"] = _splits(manifest, y, split, source)
+    n_without = int(sum(k is None for k in keys))
+    split_level = _split_level(spec, split, source, manifest, n_without)
+    bad = [s for s in skipped if s.get("bad")]
+    if bad:
+        log.warning("%s dataset: skipped %d bad file(s) (skip_bad: true), e.g. %s: %s; all are listed in meta.json "
+                    "'skipped'", spec.format, len(bad), bad[0]["file"], bad[0]["reason"])
     np.save(tmp / "labels.npy", y)
     _write_parquet(manifest, tmp / "manifest.parquet")
     hasher.update(y.tobytes())
@@ -406,6 +412,8 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         "class_counts": counts,
         "split_counts": {str(k): int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
         "n_patients": len({k for k in keys if k is not None}) or None,
+        "split_level": split_level,
+        "n_without_patient": n_without,
         "patient_ids": {
             "compared_as": "strings, stripped, case-folded, numeric ids without leading zeros",
             "collisions": collisions,  # normalised id -> the spellings (repr) that collapsed onto it
@@ -447,6 +455,41 @@ def _splits(manifest: pd.DataFrame, y: np.ndarray, split: SplitSpec | None, sour
                 log.warning("the published split puts %d patients in more than one split", int((per > 1).sum()))
         return out
     return assign_splits(y, manifest["patient"].to_numpy(dtype=object), split)
+
+
+#: what to set so that a format gets patient ids
+_PATIENT_HINT = {
+    "folder": "set patient_regex (a regex whose group finds the patient id in the file name or, with "
+              "patient_regex_on: path, in the relative path)",
+    "csv": "set patient_column, or patient_regex (a group in the image path)",
+    "medmnist": "MedMNIST has no patient ids; use_published_split: true keeps its published split",
+}
+
+
+def _split_level(spec, split: SplitSpec | None, source: Source, manifest: pd.DataFrame, n_without: int) -> str:
+    """How the dataset was split, for meta.json and the log.
+
+    ``patient`` (every image has a patient id), ``image`` (none has: a slice-level split, where
+    slices of one patient can be in train and test), ``mixed`` (some have none: each of those is
+    its own group), ``published`` (the source's own split kept) or ``none`` (not split: an
+    external set).
+    """
+    if split is None:
+        return "none"
+    if source.use_published_split and manifest["orig_split"].notna().all():
+        return "published"
+    n = len(manifest)
+    if n_without == 0:
+        return "patient"
+    hint = _PATIENT_HINT.get(spec.format, "give the images patient ids")
+    if n_without == n:
+        log.warning("%s dataset: no image has a patient id, so its train/test split is image-level (slice-level): "
+                    "slices of one patient can fall into both train and test, which makes test AUCs optimistic. "
+                    "To split by patient, %s. meta.json records split_level: image.", spec.format, hint)
+        return "image"
+    log.warning("%s dataset: %d of %d images have no patient id; each of them is split on its own (image-level), "
+                "the others by patient. To split all by patient, %s.", spec.format, n_without, n, hint)
+    return "mixed"
 
 
 def _class_counts(y: np.ndarray, classes: list[str], multilabel: bool) -> dict[str, int]:

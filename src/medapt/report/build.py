@@ -171,6 +171,41 @@ def _table_sentence(rf: RunFiles) -> str:
             f"<b>{_e(table)}</b>{paper}, from {_e(where)}.")
 
 
+def _slice_level_datasets(config: dict | None) -> list[str]:
+    """Datasets of the run's ``config.yaml`` that are split without patient ids, in words.
+
+    Only the datasets that get a train/test split (the source and each target's ``dataset``; an
+    external set is never split). A MedMNIST file keeps its published split by default.
+    """
+    from ..data.spec import patient_id_source
+
+    data = (config or {}).get("data")
+    if not isinstance(data, dict):
+        return []
+    named = [("source", data.get("source"))]
+    targets = data.get("targets")
+    if isinstance(targets, dict):
+        named += [(str(task), t.get("dataset")) for task, t in targets.items() if isinstance(t, dict)]
+    out = []
+    for name, spec in named:
+        if not isinstance(spec, dict) or patient_id_source(spec) is not None:
+            continue
+        fmt = spec.get("format")
+        if fmt == "medmnist" and spec.get("use_published_split", True):
+            continue
+        if fmt == "folder" and spec.get("use_published_split"):
+            out.append(f"dataset <b>{_e(name)}</b> (format folder) keeps its published split, and has no patient ids "
+                       "(no <code>patient_regex</code>) to check that the split does not put one patient's slices "
+                       "on both sides.")
+            continue
+        fix = {"folder": "patient_regex", "csv": "patient_column or patient_regex"}.get(fmt)
+        out.append(f"dataset <b>{_e(name)}</b> (format {_e(fmt)}) has no patient ids"
+                   + (f" (no <code>{_e(fix)}</code> in config.yaml)" if fix else "")
+                   + ": its train/test split is slice-level, so slices of one patient can be in both, and its test "
+                     "AUCs may be optimistic.")
+    return out
+
+
 def _strategy_order(rf: RunFiles) -> list[str]:
     names: list[str] = []
     cfg_strats = (rf.config or {}).get("strategies")
@@ -415,6 +450,8 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
                   any("green-algorithms" in x for x in est) else "")
             notes.append("Energy figures include estimates (" + ", ".join(_e(x) for x in est) + "), not measurements."
                          + ga)
+    for line in _slice_level_datasets(rf.config):
+        notes.append(line[0].upper() + line[1:])
     if rf.config_text and re.search(r"\bphantom\b", rf.config_text):
         notes.append("This run uses the built-in synthetic phantom data: it shows that the pipeline works, "
                      "not which strategy is best for real MRI.")
