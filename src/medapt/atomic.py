@@ -51,17 +51,21 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; return ``path``."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; return ``path``. ``fsync``: flush to the disk before
+    the rename (for a file whose presence marks something complete)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
     return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; return ``path``."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync)
 
 
 def _jsonable(v: Any) -> Any:
@@ -70,10 +74,10 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, fsync: bool = False) -> Path:
     """Write ``obj`` as JSON atomically (numpy scalars and arrays as numbers, other values through
     ``str``); return ``path``."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_jsonable))
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_jsonable), fsync)
 
 
 def atomic_write_csv(df: Any, path: str | os.PathLike) -> Path:

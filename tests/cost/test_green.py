@@ -155,3 +155,67 @@ def test_estimate_is_a_record_of_its_inputs():
     d = e.to_dict()
     assert d["kwh"] == pytest.approx(2.0 * (4 * 12.0 + 10 * 0.3725) * 1.67 / 1000)
     assert d["memory_power_w_per_gb"] == 0.3725 and d["count"] == 4 and d["kind"] == "cpu"
+
+
+# ----------------------------------------------------------------------------- the default table
+
+
+@pytest.mark.parametrize("strategy, runtime, kwh", TABLE_B1)
+def test_default_table_reproduces_table_b1(strategy, runtime, kwh):
+    """Without naming a table, the estimate is the paper's (Mehmood et al., Appendix B): the
+    default is v1.1. (With the old default, latest, DA came out at 95.27 kWh instead of 94.86.)"""
+    assert green_algorithms(parse_runtime(runtime), hardware="tpu-v2", memory_gb=35).kwh == pytest.approx(kwh, abs=0.02)
+
+
+def test_latest_stays_available_and_differs():
+    da = parse_runtime("215:56.988")  # Table B1, DA
+    latest = green_algorithms(da, hardware="tpu-v2", memory_gb=35, table="latest")
+    assert latest.table == "latest" and latest.kwh == pytest.approx(95.27, abs=0.01)
+    assert latest.pue == 1.56 and latest.power_w == pytest.approx(280 + 35 * 0.08)
+
+
+def test_cli_default_table_is_the_papers(capsys):
+    assert main(["energy", "--hardware", "tpu-v2", "--memory-gb", "35", "--runtime", "215:56.988",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["table"] == "v1.1" and out["kwh"] == pytest.approx(94.86, abs=0.02)
+    assert main(["energy", "--hardware", "tpu-v2", "--memory-gb", "35", "--runtime", "215:56.988",
+                 "--table", "latest"]) == 0
+    text = capsys.readouterr().out
+    assert "kwh     95.27" in text and "table latest" in text
+    with pytest.raises(SystemExit):
+        main(["energy", "--help"])
+    assert "v1.1 (default" in capsys.readouterr().out
+
+
+def test_experiment_setting_lists_the_shipped_tables():
+    """cost.energy_table in an experiment: default v1.1, and exactly the tables that ship."""
+    import typing
+
+    from pydantic import ValidationError
+
+    from medapt.suite.experiment import CostSpec
+
+    assert CostSpec().energy_table == "v1.1"
+    assert set(typing.get_args(CostSpec.model_fields["energy_table"].annotation)) == set(table_versions())
+    assert CostSpec(energy_table="latest").energy_table == "latest"
+    with pytest.raises(ValidationError, match="energy_table"):
+        CostSpec(energy_table="v2")
+
+
+@pytest.mark.parametrize("table", [None, "latest"])
+def test_meter_fallback_uses_and_names_the_table(monkeypatch, table):
+    """When CodeCarbon cannot run, the meter's Green Algorithms estimate uses the configured table
+    and costs.csv's energy_note says which."""
+    from medapt.cost import EnergyTracker, PhaseMeter
+
+    def fail(self):
+        raise RuntimeError("no CodeCarbon here")
+
+    monkeypatch.setattr(EnergyTracker, "_make_tracker", fail)
+    kw = {} if table is None else {"energy_table": table}
+    with PhaseMeter(strategy="DA", step="pretrain", phase="phase1", **kw) as m:
+        pass
+    row = m.row()
+    assert row["energy_source"] == "estimated-green-algorithms"
+    assert f"Green Algorithms estimate (table {table or 'v1.1'})" in row["energy_note"]

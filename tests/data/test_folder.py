@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medapt.data import SplitSpec, inspect_source, prepare_dataset
+from medapt.data import SplitSpec, inspect_source, parse_dataset_spec, prepare_dataset
 from medapt.data._image import load_image_file
-from medapt.errors import CorruptFileError, EmptyDatasetError, InvalidImageError, LabelError
+from medapt.errors import ConfigError, CorruptFileError, EmptyDatasetError, InvalidImageError, LabelError, MissingFieldError
 
 
 @pytest.mark.parametrize("kind, suffix, shape, dtype", [
@@ -148,3 +148,86 @@ def test_bad_files(tmp_path, w, breaker, exc, text, extra):
     ds = prepare_dataset({**spec, "skip_bad": True}, tmp_path / "c", image_size=8, progress=False)
     assert len(ds.meta["skipped"]) >= 1 and any(s["bad"] for s in ds.meta["skipped"])
     assert ds.classes[:2] == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------- patient ids of a folder
+
+
+def _hms_like(root, w, names=("0042_slice{}.png", "0043_slice{}.png", "0051_slice{}.png", "0052_slice{}.png")):
+    """HMS / Kaggle-BTTC-like: one folder per class, several slices per patient as separate files."""
+    k = 0
+    for cls in ("glioma", "meningioma"):
+        for name in names:
+            for s in range(3):
+                w.write_png(root / cls / name.format(s), seed=k)
+                k += 1
+    return root
+
+
+def test_folder_without_patient_ids_is_a_slice_level_split(tmp_path, w, caplog):
+    import logging
+
+    root = _hms_like(tmp_path / "hms", w)
+    with caplog.at_level(logging.WARNING, logger="medapt.data.prepare"):
+        ds = prepare_dataset({"format": "folder", "path": str(root)}, tmp_path / "c", image_size=8,
+                             split=SplitSpec(train=0.5, test=0.5), progress=False)
+    assert ds.meta["split_level"] == "image" and ds.meta["n_without_patient"] == 24 and ds.meta["n_patients"] is None
+    assert "image-level (slice-level)" in caplog.text and "patient_regex" in caplog.text
+    # an external set is not split: nothing to warn about
+    ext = prepare_dataset({"format": "folder", "path": str(root)}, tmp_path / "c", image_size=8, split=None,
+                          progress=False)
+    assert ext.meta["split_level"] == "none"
+
+
+@pytest.mark.parametrize("extra", [
+    {"patient_regex": r"^(\d+)_"},
+    {"patient_regex": r"^(?P<site>\d\d)(?P<patient>\d\d)_"},  # a named group among several
+    {"patient_regex": r"/(\d+)_slice", "patient_regex_on": "path"},
+])
+def test_folder_patient_regex_gives_a_patient_level_split(tmp_path, w, extra):
+    root = _hms_like(tmp_path / "hms", w)
+    ds = prepare_dataset({"format": "folder", "path": str(root), **extra}, tmp_path / "c", image_size=8,
+                         split=SplitSpec(train=0.5, test=0.5), progress=False)
+    m = ds.manifest
+    assert ds.meta["split_level"] == "patient" and ds.meta["n_without_patient"] == 0
+    assert m["patient"].nunique() == 4  # the same patient ids in both class folders
+    assert m.groupby("patient")["split"].nunique().max() == 1
+    assert set(m["patient"]) in ({"0042", "0043", "0051", "0052"}, {"42", "43", "51", "52"})
+
+
+def test_folder_file_without_a_patient_id(tmp_path, w):
+    root = _hms_like(tmp_path / "hms", w)
+    w.write_png(root / "glioma" / "scan_extra.png")
+    spec = {"format": "folder", "path": str(root), "patient_regex": r"^(\d+)_"}
+    with pytest.raises(MissingFieldError) as e:
+        prepare_dataset(spec, tmp_path / "c", image_size=8, split=SplitSpec(), progress=False)
+    msg = str(e.value)
+    assert "scan_extra.png" in msg and r"'^(\\d+)_'" in msg and "skip_bad" in msg
+    ds = prepare_dataset({**spec, "skip_bad": True}, tmp_path / "c", image_size=8, split=SplitSpec(), progress=False)
+    assert len(ds) == 24 and ds.meta["split_level"] == "patient"
+    assert [s["file"].endswith("scan_extra.png") and s["bad"] for s in ds.meta["skipped"]] == [True]
+    assert ds.meta["skipped"][0]["reason"] == "no patient id (patient_regex does not match)"
+
+
+@pytest.mark.parametrize("regex, text", [(r"\d+", "no capture group"), (r"(\d+)_(\d+)", "2 capture groups"),
+                                         (r"(\d+", "not a valid regular expression")])
+def test_bad_patient_regex_is_a_config_error(tmp_path, regex, text):
+    with pytest.raises(ConfigError, match=text):
+        parse_dataset_spec({"format": "folder", "path": str(tmp_path), "patient_regex": regex})
+    with pytest.raises(ConfigError, match=text):
+        parse_dataset_spec({"format": "csv", "path": str(tmp_path), "label_column": "y", "patient_regex": regex})
+
+
+def test_csv_patient_regex_no_match_names_the_row(tmp_path, w):
+    names = ["p1_0.png", "p1_1.png", "odd.png", "p2_0.png"]
+    rows = ["file,dx"] + [f"img/{name},{'ab'[i % 2]}" for i, name in enumerate(names)]
+    for i, name in enumerate(names):
+        w.write_png(tmp_path / "img" / name, seed=i)
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    spec = {"format": "csv", "path": str(tmp_path / "l.csv"), "path_column": "file", "label_column": "dx",
+            "patient_regex": r"/(p\d+)_"}
+    with pytest.raises(MissingFieldError) as e:
+        prepare_dataset(spec, tmp_path / "c", image_size=8, split=SplitSpec(), progress=False)
+    assert "row 4" in str(e.value) and "'img/odd.png'" in str(e.value) and "/(p\\\\d+)_" in str(e.value)
+    s = inspect_source(spec)  # lists it instead of stopping
+    assert s["n_images"] == 3 and s["n_patients"] == 2 and s["n_bad"] == 1

@@ -46,7 +46,9 @@ def test_all_figures_written_and_embedded(built):
     # self-contained: nothing fetched from elsewhere
     assert not re.search(r'<link|<script\s+src|src="(?!data:)|url\(', html)
     # atomic writes leave no temporary files behind
-    assert not list(run.rglob("*.tmp"))
+    from medapt.atomic import is_temporary
+
+    assert not list(run.rglob("*.tmp")) and not [p for p in run.rglob("*") if is_temporary(p)]
 
 
 def test_plain_summary_names_computed_pareto_set(built, fake):
@@ -67,15 +69,40 @@ def test_tables(built):
     # Table 1: trainable per phase from costs.csv; totals of non-pretrained strategies from inference.csv
     assert re.search(r"DA_L1SB 4,010,000 1,281 900,000", text)
     assert re.search(r"ImageNet_TF_F1B 28,500 — —", text)
+    assert "Counted by PyTorch" in text and "medapt params --keras" in text
     # Table B1: a shared phase counts for both strategies; estimates are labelled as such
     assert re.search(r"DA_L1SB total 27,000 7:30:00\.00 1\.5000", text)
     assert "estimated-green-algorithms (estimate)" in text
     assert "measured-rapl (estimate)" not in text
     # summary table with two seeds: mean ± s.d. and CI; threshold from config.yaml (0.85)
     assert "±" in text and "epoch to 0.85 (test)" in text
+    assert "95% t-interval over seeds of the mean (1 degrees of freedom)" in text and "bootstrap" not in text
+    # time to the threshold: censored median and how many seeds reached it
+    assert "counted as censored" in text and "reached 2 of 2 seeds" in text
     assert "Inference cost" in text and "latency_ms_cpu" in text
     assert "deadbeef" in text  # environment.json
     assert "DeLong p" in text and "t-test p" in text
+
+
+def test_energy_table_named_where_estimates_are_shown(tmp_path, fake):
+    """Table B1's note and the summary name the Green Algorithms table: from the config's
+    cost.energy_table, else (older run directories) from the energy_note of costs.csv."""
+    run = fake.make(tmp_path / "run")
+    with open(run / "config.yaml", "a", encoding="utf-8") as f:
+        f.write("cost:\n  track_energy: true\n  energy_table: v1.1\n")
+    text = _text(build_report(run).read_text())
+    assert ("Green Algorithms estimates ( estimated-green-algorithms ) use constant table v1.1 (the constants of "
+            "Mehmood et al.'s Table B1), from cost.energy_table in config.yaml") in text
+    assert "Green Algorithms figures use constant table v1.1." in text
+    # an older run: no setting in config.yaml, the table named only in the notes
+    run2 = fake.make(tmp_path / "run2")
+    c = pd.read_csv(run2 / "costs.csv", keep_default_na=False)
+    c.loc[c.energy_source == "estimated-green-algorithms", "energy_note"] = (
+        "CodeCarbon could not run (x); Green Algorithms estimate (table latest): any-cpu")
+    c.to_csv(run2 / "costs.csv", index=False)
+    text = _text(build_report(run2).read_text())
+    assert "use constant table latest (the calculator's later constants, not those of Mehmood" in text
+    assert "from energy_note in costs.csv" in text
 
 
 def test_costs_missing_says_so(tmp_path, fake):
@@ -87,6 +114,39 @@ def test_costs_missing_says_so(tmp_path, fake):
     assert "Pareto-optimal strategies (no other" not in text and "±" not in text  # one seed: no spread
     assert not list((run / "figures").glob("pareto_*"))
     assert len(list((run / "figures").glob("auc_curves_*"))) == 4
+
+
+def test_one_seed_ci_from_test_images(tmp_path, fake):
+    """With one seed the final AUC's [95% CI] comes from a bootstrap over the test images of
+    predictions.csv, and equals bootstrap_auc_ci on the same predictions."""
+    from medapt.evaluate import bootstrap_auc_ci
+
+    run = fake.make(tmp_path / "run", seeds=(0,))
+    text = _text(build_report(run).read_text())
+    assert "percentile bootstrap over test images (2,000 class-stratified resamples" in text
+    assert "t-interval" not in text and "±" not in text
+    p = pd.read_csv(run / "predictions.csv")
+    g = p[(p.strategy == "DA") & (p["head"] == "model1") & (p.task == "tumor_type") & (p.split == "test")]
+    b = bootstrap_auc_ci(g["label"].to_numpy(), g[["score_0", "score_1", "score_2"]].to_numpy(), "multiclass",
+                         n_boot=2000, seed=0)
+    assert f"[{b['ci_low']:.3f}, {b['ci_high']:.3f}]" in text
+    # with a patient column, patients are resampled
+    p["patient"] = p["index"] // 3
+    p.to_csv(run / "predictions.csv", index=False)
+    assert "percentile bootstrap over patients" in _text(build_report(run).read_text())
+
+
+def test_time_to_threshold_counts_seeds_that_never_reached_it(tmp_path, fake):
+    """DA reaches the threshold in 1 of 3 seeds: "not reached (1 of 3)", never a mean of the fast seed."""
+    run = fake.make(tmp_path / "run", seeds=(0, 1, 2))
+    m = pd.read_csv(run / "metrics.csv")
+    slow = (m.strategy == "DA") & (m.seed > 0) & (m.metric == "auc")
+    m.loc[slow, "value"] = m.loc[slow, "value"].clip(upper=0.80)  # seeds 1 and 2 never reach 0.85
+    m.to_csv(run / "metrics.csv", index=False)
+    html = build_report(run).read_text()
+    row = re.search(r"<tr class=\"[^\"]*\"><td class=\"l\">DA</td>.*?</tr>", html.split("tumor_type — head linear")[1]).group(0)
+    assert "not reached<br><span class=note>reached 1 of 3 seeds</span>" in row
+    assert "Fastest to reach AUC 0.85" in _text(html) and "counted as censored" in _text(html)
 
 
 def test_only_costs_and_custom_out(tmp_path, fake):
@@ -147,3 +207,54 @@ def test_is_measured_needs_every_part_measured():
     assert not is_measured("estimated-codecarbon-tdp+measured-nvml")
     assert not is_measured("measured-nvml+estimated-codecarbon-tdp")
     assert not is_measured("estimated-green-algorithms") and not is_measured("")
+
+
+def test_report_says_when_a_dataset_has_no_patient_ids(tmp_path, fake):
+    """From config.yaml alone: a folder dataset without patient_regex is split slice-level."""
+    run = fake.make(tmp_path / "run")
+    cfg = ("name: fake-suite\nstrategies: [ImageNet, DA, DA_L1SB, DA_TF_F1B, ImageNet_TF_F1B]\n"
+           "evaluation:\n  threshold: 0.85\n"
+           "data:\n  source: {format: phantom, task: grade}\n  targets:\n"
+           "    tumor_type:\n      dataset: {format: folder, path: kaggle/Training}\n"
+           "      external: {format: folder, path: other}\n"
+           "    disease:\n      dataset: {format: folder, path: hms, patient_regex: '^(\\d+)_'}\n")
+    (run / "config.yaml").write_text(cfg, encoding="utf-8")
+    text = _text(build_report(run).read_text())
+    assert ("Dataset tumor_type (format folder) has no patient ids (no patient_regex in config.yaml): its "
+            "train/test split is slice-level") in text
+    assert "Dataset disease" not in text and "Dataset source" not in text
+    assert "Dataset tumor_type/external" not in text  # an external set is never split
+
+
+def test_slice_level_datasets_rules():
+    from medapt.report.sections import _slice_level_datasets
+
+    def names(data):
+        return [s.split("<b>")[1].split("</b>")[0] for s in _slice_level_datasets({"data": data})]
+
+    assert names({"source": {"format": "csv", "path": "x.csv"}}) == ["source"]
+    assert names({"source": {"format": "csv", "path": "x.csv", "patient_column": "pid"}}) == []
+    assert names({"source": {"format": "medmnist", "path": "x.npz"}}) == []  # keeps the published split
+    assert names({"source": {"format": "medmnist", "path": "x.npz", "use_published_split": False}}) == ["source"]
+    assert names({"source": {"format": "dicom", "path": "d"}, "targets": {"t": {"dataset": {"format": "cemri"}}}}) == []
+    assert names({"targets": {"t": {"dataset": {"format": "folder", "use_published_split": True}}}}) == ["t"]
+    assert _slice_level_datasets(None) == [] and _slice_level_datasets({"data": "odd"}) == []
+
+
+def test_report_is_the_registered_sections_in_order(tmp_path, fake):
+    """A new kind adds a section by registering it; the others are untouched."""
+    from medapt.report.sections import SECTIONS, section
+
+    @section("test-extra", 65)  # between the comparisons (60) and the parameters (70)
+    def extra(ctx):
+        return "<h2>Extra section</h2><p>rows: %d</p>" % len(ctx.rf.metrics)
+
+    try:
+        html = build_report(fake.make(tmp_path / "run")).read_text(encoding="utf-8")
+    finally:
+        SECTIONS._items.pop("test-extra")
+    heads = re.findall(r"<h2>([^<]+)</h2>", html)
+    # no own-head rows in this run: the fine-tuning section stays out
+    assert heads == ["Summary", "Downstream results", "AUC vs epoch", "Robustness: development vs external",
+                     "AUC vs cost", "Statistical comparisons", "Extra section", "Parameters per phase (Table 1)",
+                     "Time and energy per phase (Table B1)", "Inference cost", "Run"]

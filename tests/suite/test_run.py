@@ -1,11 +1,9 @@
 """`medapt run` end to end at test size: sharing, skipping, resuming, locks, dry run."""
 
 import json
-import threading
 
 import pandas as pd
 import pytest
-import yaml
 
 from medapt.cli import main
 from medapt.errors import ConfigError, RunDirError, RunLockedError

@@ -18,6 +18,39 @@ def add_experiment_args(p: argparse.ArgumentParser, what: str = "experiment YAML
     p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
 
 
+class LazyChoices:
+    """argparse ``choices`` read from a registry only when needed (validating a value, or showing a
+    sub-command's help), so ``medapt --help`` imports no torch. ``load()`` returns the names."""
+
+    def __init__(self, load):
+        self._load, self._names = load, None
+
+    def _get(self) -> list[str]:
+        if self._names is None:
+            self._names = list(self._load())
+        return self._names
+
+    def __contains__(self, value) -> bool:
+        return value in self._get()
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def registry_choices(module: str, attr: str) -> LazyChoices:
+    """The names of registry ``module.attr`` (its ``names()``, or the sequence itself), lazily."""
+    import importlib
+
+    def load():
+        obj = getattr(importlib.import_module(module), attr)
+        return obj.names() if hasattr(obj, "names") else obj
+
+    return LazyChoices(load)
+
+
 def add_format_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from ._output import add_experiment_args, add_format_option, emit_json, emit_table
+from ._output import add_experiment_args, add_format_option, emit_json, emit_table, registry_choices
+
+
+#: printed under the PyTorch counts: why they differ from the paper's Table 1
+PARAMS_NOTE = ("PyTorch counting (timm/torchvision): the ResNet convolutions have no biases, and BatchNorm running "
+               "mean/variance are buffers, not parameters. Mehmood et al.'s Table 1 counts Keras's ResNet50, whose "
+               "convolutions have biases and whose BatchNorm moving statistics count as non-trainable parameters "
+               "(ResNet50: +26,560 biases, +53,120 statistics); `medapt params --keras` counts that way.")
+
+_PARAMS_EPILOG = """Mehmood et al., Table 1 (Keras ResNet50, binary head): DA 23,589,761 total, 2,049 / 23,483,521
+trainable. PyTorch (timm) ResNet50 has no conv biases and keeps BatchNorm statistics as buffers:
+  medapt params --backbone resnet50 --strategy DA            # 23,510,081; 2,049 / 23,456,961
+  medapt params --backbone resnet50 --strategy DA --keras    # 23,589,761; 2,049 / 23,483,521
+"""
 
 
 def register(sub) -> None:
-    from ..strategies import BN_POLICIES
-
     p = sub.add_parser("strategies", help="list the strategy catalogue",
                        description="List every registered strategy with its family, what it keeps of the backbone "
                        "and its phases (data: source = DAPT task, target = each downstream task; trainable units, "
@@ -20,12 +31,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("params", help="parameter counts of a strategy on a backbone",
                        description="Build the model a strategy trains (no weights loaded) and print its total "
-                       "parameters and the trainable parameters of each phase (Table 1 of Mehmood et al.).")
+                       "parameters and the trainable parameters of each phase (Table 1 of Mehmood et al.). "
+                       "PyTorch counts by default; --keras counts as Keras does (the paper's Table 1).",
+                       epilog=_PARAMS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="timm name (e.g. resnet50) or torchvision:<name>")
     p.add_argument("--strategy", required=True, help="strategy name or FAMILY@k (`medapt strategies` lists them)")
     p.add_argument("--classes", type=int, default=1, help="head outputs: 1 for a binary task, C for C classes (default 1)")
-    p.add_argument("--bn", choices=list(BN_POLICIES), default="frozen", help="BatchNorm policy (default frozen)")
+    p.add_argument("--bn", choices=registry_choices("medapt.strategies", "BN_POLICIES"), default="frozen",
+                   metavar="POLICY", help="BatchNorm policy: %(choices)s (default frozen)")
     p.add_argument("--image-size", type=int, default=224, help="input size; only a flatten head depends on it (default 224)")
+    p.add_argument("--keras", action="store_true",
+                   help="count as Keras does, as in the paper's Table 1: conv biases added, BatchNorm moving "
+                   "mean/variance counted as non-trainable parameters")
     p.add_argument("--strategies-file", help="also load user strategies from this YAML file")
     add_format_option(p)
     p.set_defaults(func=_params)
@@ -69,17 +86,31 @@ def _strategies(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from ..strategies import params_report
-
     _load_user(args)
-    rep = params_report(args.backbone, args.strategy, n_outputs=args.classes, bn_policy=args.bn,
-                        image_size=args.image_size)
+    if args.keras:
+        from ..cost.keras_params import keras_params_report
+
+        rep = keras_params_report(args.backbone, args.strategy, n_outputs=args.classes, bn_policy=args.bn)
+    else:
+        from ..strategies import params_report
+
+        rep = params_report(args.backbone, args.strategy, n_outputs=args.classes, bn_policy=args.bn,
+                            image_size=args.image_size)
+        rep = {**rep, "convention": "pytorch", "note": PARAMS_NOTE}
     if args.format == "json":
         emit_json(rep)
         return 0
-    print(f"{rep['strategy']} on {rep['backbone']} ({rep['n_outputs']} output(s), BN {rep['bn_policy']})")
+    print(f"{rep['strategy']} on {rep['backbone']} ({rep['n_outputs']} output(s), BN {rep['bn_policy']}, "
+          f"{'Keras' if args.keras else 'PyTorch'} counting)")
     emit_table([["total", f"{rep['total']:,}"]] + [[p["name"], f"{p['trainable']:,}"] for p in rep["phases"]],
                ["", "parameters (trainable per phase)"])
+    if args.keras:
+        print(f"{rep['rule']}: PyTorch {rep['torch_total']:,} + {rep['conv_biases']:,} conv biases + "
+              f"{rep['bn_statistics']:,} BatchNorm statistics.")
+        if rep["note"]:
+            print(f"Note: {rep['note']}.")
+    else:
+        print(PARAMS_NOTE)
     return 0
 
 

@@ -9,8 +9,10 @@ from ._output import add_format_option, emit_json, emit_table
 _EPILOG = """\
 energy = runtime × (count × power per core × usage + memory GB × W/GB) × PUE; CO2e = energy ×
 carbon intensity (Lannelongue et al., Green Algorithms, 2021). Example, Mehmood et al. Appendix B
-(DA_L1SB, 67.93 kWh):
-  medapt energy --hardware tpu-v2 --table v1.1 --memory-gb 35 --runtime 154:37.967
+(DA_L1SB, 67.93 kWh; the default table v1.1 is the one the paper used):
+  medapt energy --hardware tpu-v2 --memory-gb 35 --runtime 154:37.967
+The later constants (TPU v2 280 W, 0.08 W/GB, PUE 1.56) give 68.22 kWh for the same runtime:
+  medapt energy --hardware tpu-v2 --memory-gb 35 --runtime 154:37.967 --table latest
 """
 
 
@@ -25,7 +27,8 @@ def register(sub) -> None:
     )
     p.add_argument("--hardware", metavar="NAME", help="hardware profile, e.g. tpu-v2, tesla-v100, any-cpu (--list)")
     p.add_argument("--runtime", metavar="H:MM[.frac]", help="wall time as hours:minutes, e.g. 154:37.967")
-    p.add_argument("--table", default=None, metavar="VERSION", help="constant table: v1.1 or latest (default: latest)")
+    p.add_argument("--table", default=None, metavar="VERSION",
+                   help="constant table: v1.1 (default; the constants of Mehmood et al.'s Table B1) or latest")
     p.add_argument("--count", type=int, default=1, help="CPU cores, or GPUs/TPUs (default: 1)")
     p.add_argument("--memory-gb", type=float, default=0.0, help="memory available in GB (default: 0)")
     p.add_argument("--pue", type=float, default=None, help="power usage effectiveness (default: the table's, 1.67 in v1.1)")

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..constants import DATA_FORMATS as FORMATS
-from ._output import add_format_option, emit_json, emit_table
+from ._output import add_format_option, emit_json, emit_table, registry_choices
 
 
 def register(sub) -> None:
@@ -36,7 +35,8 @@ def register(sub) -> None:
         "  medapt inspect-data phantom --opt task=grade --opt n_per_class=20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source_format", metavar="FORMAT", help="one of: " + ", ".join(FORMATS))
+    p.add_argument("source_format", choices=registry_choices("medapt.data", "READERS"), metavar="FORMAT",
+                   help="the reader (data format): %(choices)s")
     p.add_argument("path", nargs="?", default=None, help="file or folder (not used by phantom)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option (YAML value), repeatable, e.g. --opt modality=t1ce")
@@ -46,7 +46,8 @@ def register(sub) -> None:
     p = sub.add_parser("phantom", help="the built-in phantom dataset")
     psub = p.add_subparsers(dest="phantom_command", metavar="COMMAND")
     q = psub.add_parser("preview", help="write a labelled grid of phantom images (PNG)")
-    q.add_argument("--task", required=True, choices=["grade", "tumor_type", "disease"])
+    q.add_argument("--task", required=True, choices=registry_choices("medapt.data.spec", "PHANTOM_CLASSES"),
+                   metavar="TASK", help="the phantom task: %(choices)s")
     q.add_argument("--n", type=int, default=8, help="images per class (default 8)")
     q.add_argument("--shift", action="store_true", help="the external-cohort variant")
     q.add_argument("--seed", type=int, default=0)
@@ -113,6 +114,9 @@ def _inspect(args) -> int:
         return 0
     print(f"format {summary['format']} ({summary['task_type']}): {summary['n_images']} images, "
           f"{summary['n_patients'] if summary['n_patients'] is not None else 'no'} patient ids")
+    if summary["patient_id_collisions"]:
+        print("patient ids written in more than one way, treated as one patient each: " + "; ".join(
+            f"{' = '.join(v)}" for v in summary["patient_id_collisions"].values()))
     emit_table([[c, n] for c, n in summary["classes"].items()], ["class", "images"])
     sizes = ", ".join(f"{k} ({v})" for k, v in list(summary["image_sizes"].items())[:8])
     print(f"image sizes: {sizes or '-'}")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._output import add_experiment_args, add_format_option, emit_json, emit_table
+from ._output import add_experiment_args, add_format_option, emit_json, emit_table, registry_choices
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml"
 
@@ -18,9 +18,8 @@ def register(sub) -> None:
                        "run each step once (shared steps once, completed steps reused, interrupted training resumed), "
                        "collect metrics.csv / costs.csv and write report.html in the run directory.")
     add_experiment_args(p, "experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
-    from ..suite.executors import EXECUTORS
-
-    p.add_argument("--executor", default="local", choices=EXECUTORS.names(), help="where steps run (default local)")
+    p.add_argument("--executor", default="local", choices=registry_choices("medapt.suite.executors", "EXECUTORS"),
+                   metavar="NAME", help="where steps run: %(choices)s (default local)")
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="run each training step on N processes with torchrun + DDP (GPUs, or CPU cores with gloo); "
                    "only rank 0 writes. Same as -o engine.nproc_per_node=N")

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from .green import green_algorithms, match_cpu_profile, match_gpu_profile
+from .green import DEFAULT_TABLE, green_algorithms, match_cpu_profile, match_gpu_profile
 
 __all__ = [
     "EnergyReading",
@@ -196,7 +196,8 @@ class EnergyTracker:
         country_iso_code: for CodeCarbon's offline carbon intensity (energy does not depend on it).
         tracking_mode: ``"process"`` (default: CPU and RAM of this process and its children, right
             on a shared machine) or ``"machine"``.
-        table: Green Algorithms table for the fallback estimate.
+        table: Green Algorithms constant table of the fallback estimate (default
+            :data:`~medapt.cost.green.DEFAULT_TABLE`, ``v1.1``); the ``energy_note`` names it.
 
     The first tracker in a process costs about a second (CodeCarbon probes the hardware once and
     caches it); later ones start in milliseconds.
@@ -209,7 +210,7 @@ class EnergyTracker:
         output_dir: Path | None = None,
         country_iso_code: str = "USA",
         tracking_mode: str = "process",
-        table: str = "latest",
+        table: str = DEFAULT_TABLE,
     ):
         self.device = torch.device(device)
         self.output_dir = Path(output_dir) if output_dir is not None else None

@@ -27,6 +27,7 @@ import torch
 from ..atomic import atomic_write_csv
 from ..errors import CostError
 from .energy import EnergyReading, EnergyTracker
+from .green import DEFAULT_TABLE
 
 __all__ = ["PhaseMeter", "COST_COLUMNS", "write_costs_csv", "read_costs_csv"]
 
@@ -68,6 +69,8 @@ class PhaseMeter:
         output_dir: where CodeCarbon may write its own ``emissions.csv`` (default: nowhere).
         tracking_mode: CodeCarbon's ``"process"`` (default) or ``"machine"``.
         country_iso_code: CodeCarbon's offline location (does not change kWh). Default ``"USA"``.
+        energy_table: Green Algorithms constant table of the fallback estimate when CodeCarbon
+            cannot run (``"v1.1"``, the default, or ``"latest"``); named in ``energy_note``.
 
     ``flops_total = images × flops_per_image + added FLOPs``. ``__exit__`` never raises because
     of the energy tracker; an exception inside the block propagates after the meter stops.
@@ -85,6 +88,7 @@ class PhaseMeter:
         output_dir: Path | None = None,
         tracking_mode: str = "process",
         country_iso_code: str = "USA",
+        energy_table: str = DEFAULT_TABLE,
     ):
         self.strategy = str(strategy)
         self.step = str(step)
@@ -95,6 +99,7 @@ class PhaseMeter:
         self.output_dir = output_dir
         self.tracking_mode = tracking_mode
         self.country_iso_code = country_iso_code
+        self.energy_table = str(energy_table)
         self.images = 0
         self.flops_per_image = 0.0
         self.extra_flops = 0.0
@@ -116,6 +121,7 @@ class PhaseMeter:
                 output_dir=self.output_dir,
                 tracking_mode=self.tracking_mode,
                 country_iso_code=self.country_iso_code,
+                table=self.energy_table,
             )
             self._tracker.start()
         self._sync()

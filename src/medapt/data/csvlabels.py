@@ -17,9 +17,9 @@ import pandas as pd
 
 from ..errors import CorruptFileError, DataPathError, InvalidImageError, LabelError, MissingFieldError
 from ._image import load_image_file
-from .folder import compile_patient_regex
+from .folder import patient_from_regex
 from .readers import LabelMapper, ReadContext, Record, Skipped, Source, check_path, reader, task_type_for
-from .spec import CsvSpec
+from .spec import CsvSpec, compile_patient_regex
 
 __all__ = ["read_csv_labels"]
 
@@ -45,7 +45,7 @@ def _multilabel_value(v, policy_u: str, policy_blank: str, where: str) -> float:
     raise LabelError(f"{where}: value {v!r} is not one of 1, 0, -1 (uncertain) or blank")
 
 
-@reader("csv", version="1")
+@reader("csv", version="2")
 def read_csv_labels(spec: CsvSpec, ctx: ReadContext) -> Source:
     """One record per CSV row (after ``where``): ``id`` = ``id_column`` or the path string."""
     csv = check_path(spec.path, "label CSV", kind="file")
@@ -113,9 +113,14 @@ def read_csv_labels(spec: CsvSpec, ctx: ReadContext) -> Source:
                 yield Skipped(str(f), "unreadable image", exc)
                 continue
             patient = rowd[spec.patient_column] if spec.patient_column else None
+            if patient is not None and pd.isna(patient):  # an empty cell
+                patient = None
             if patient is None and rx is not None:
-                m = rx.search(str(rel))
-                patient = m.group(1) if m else None
+                try:
+                    patient = patient_from_regex(rx, str(rel), where, f"{spec.path_column!r} value")
+                except MissingFieldError as exc:
+                    yield Skipped(where, "no patient id (patient_regex does not match)", exc)
+                    continue
             rid = rowd[spec.id_column] if spec.id_column else str(rel)
             yield Record(image=image, id=str(rid), label=label, source=str(f), patient=patient, value_range=vr)
 

@@ -8,6 +8,10 @@ Kaggle's Brain Tumor Classification (``Training/<class>/…``, ``Testing/<class>
   (``use_published_split: true`` uses it instead of a fresh patient-level split).
 * Grayscale 8/16-bit, RGB, RGBA (alpha dropped), palette PNG and JPEG are decoded by Pillow.
   Non-image files are ignored and counted; an empty class folder is an error.
+* No patient ids unless ``patient_regex`` gives them (from the file name or the relative path):
+  HMS and Kaggle BTTC ship slices of one patient as separate files, so without it the split is
+  slice-level. A file the regex does not match is an error naming both (or skipped with
+  ``skip_bad``).
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ConfigError, CorruptFileError, EmptyDatasetError, LabelError
+from ..errors import CorruptFileError, EmptyDatasetError, LabelError, MissingFieldError
 from ._image import load_image_file
 from .readers import LabelMapper, ReadContext, Record, Skipped, Source, check_path, iter_files, reader, task_type_for
-from .spec import FolderSpec
+from .spec import FolderSpec, compile_patient_regex
 
-__all__ = ["read_folder", "SPLIT_DIRS"]
+__all__ = ["read_folder", "SPLIT_DIRS", "compile_patient_regex", "patient_from_regex"]
 
 #: folder names recognised as published splits (case-insensitive) → manifest split name
 SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -31,19 +35,24 @@ def _subdirs(p: Path) -> list[Path]:
     return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def compile_patient_regex(pattern: str | None) -> re.Pattern | None:
-    if pattern is None:
-        return None
-    try:
-        rx = re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"patient_regex {pattern!r} is not a valid regular expression ({exc})") from None
-    if rx.groups < 1:
-        raise ConfigError(f"patient_regex {pattern!r} needs one capture group, e.g. '(patient\\d+)'")
-    return rx
+def patient_from_regex(rx: re.Pattern, text: str, file: str, what: str) -> str:
+    """The patient id ``rx`` finds in ``text`` (its group ``patient``, else its one group).
+
+    Raises :class:`MissingFieldError` naming ``file``, the regex and the text when it does not
+    match (or its group is empty).
+    """
+    m = rx.search(text)
+    pid = (m.group("patient") if "patient" in rx.groupindex else m.group(1)) if m else None
+    if not pid:
+        raise MissingFieldError(
+            f"{file}: patient_regex {rx.pattern!r} does not match its {what} {text!r} (searched with re.search), so "
+            "the file has no patient id; fix the regex, or set skip_bad: true to skip such files (they are listed "
+            "in meta.json 'skipped')"
+        )
+    return pid
 
 
-@reader("folder", version="1")
+@reader("folder", version="2")
 def read_folder(spec: FolderSpec, ctx: ReadContext) -> Source:
     """One record per image file: ``id`` = path relative to ``path``, label = its class folder."""
     root = check_path(spec.path, "image folder", kind="dir")
@@ -78,16 +87,21 @@ def read_folder(spec: FolderSpec, ctx: ReadContext) -> Source:
                 if f.suffix.lower() not in exts:
                     yield Skipped(str(f), f"not an image file ({f.suffix or 'no extension'})")
                     continue
+                patient = None
+                if rx is not None:
+                    on_path = spec.patient_regex_on == "path"
+                    try:
+                        patient = patient_from_regex(rx, f.relative_to(root).as_posix() if on_path else f.name,
+                                                     str(f), "path relative to the dataset" if on_path else "file name")
+                    except MissingFieldError as exc:
+                        yield Skipped(str(f), "no patient id (patient_regex does not match)", exc)
+                        continue
                 try:
                     image = load_image_file(f)
                 except CorruptFileError as exc:
                     yield Skipped(str(f), "unreadable image", exc)
                     continue
                 n_images += 1
-                patient = None
-                if rx is not None:
-                    m = rx.search(f.name)
-                    patient = m.group(1) if m else None
                 yield Record(image=image, id=f.relative_to(root).as_posix(), label=label, source=str(f),
                              patient=patient, split=g_split)
             if n_images == 0:

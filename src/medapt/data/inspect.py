@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ..errors import DataError
 from ._image import dtype_range, to_unit
 from .readers import READERS, ReadContext, Skipped
+from .split import normalize_patient_id, patient_id_collisions
 
 __all__ = ["inspect_source"]
 
@@ -22,7 +23,9 @@ def inspect_source(spec: BaseModel | dict, *, image_size: int = 64) -> dict:
     says. Global problems (a missing path, a mapping CSV without the needed column) still raise.
 
     Returns a JSON-ready dict with at least ``n_images``, ``classes`` (name → count),
-    ``n_patients`` (``None`` when the source has no patient ids), ``image_sizes``
+    ``n_patients`` (``None`` when the source has no patient ids; ids counted after
+    :func:`~medapt.data.split.normalize_patient_id`), ``patient_id_collisions`` (normalised id →
+    the spellings that collapse onto it), ``n_without_patient``, ``image_sizes``
     (``"HxW"`` → count), ``skipped`` (list of ``{file, reason, bad}``), plus ``format``,
     ``task_type``, ``n_skipped`` and ``n_bad``.
 
@@ -36,7 +39,8 @@ def inspect_source(spec: BaseModel | dict, *, image_size: int = 64) -> dict:
     source = READERS.get(spec.format).read(spec, ReadContext(image_size=image_size))
     multilabel = source.task_type == "multilabel"
     counts = np.zeros(len(source.classes), dtype=np.int64)
-    patients: set[str] = set()
+    patients: list = []
+    n_without = 0
     sizes: Counter[str] = Counter()
     skipped: list[dict] = []
     seen: set[str] = set()
@@ -66,8 +70,10 @@ def inspect_source(spec: BaseModel | dict, *, image_size: int = 64) -> dict:
             counts += (np.nan_to_num(np.asarray(item.label, dtype=np.float32)) > 0.5).astype(np.int64)
         else:
             counts[int(item.label)] += 1
-        if item.patient is not None:
-            patients.add(str(item.patient))
+        if normalize_patient_id(item.patient) is None:
+            n_without += 1
+        else:
+            patients.append(item.patient)
         h, w = item.image.shape[:2]
         sizes[f"{h}x{w}"] += 1
     return {
@@ -75,7 +81,9 @@ def inspect_source(spec: BaseModel | dict, *, image_size: int = 64) -> dict:
         "task_type": source.task_type,
         "n_images": n,
         "classes": {c: int(k) for c, k in zip(source.classes, counts)},
-        "n_patients": len(patients) if patients else None,
+        "n_patients": len({normalize_patient_id(p) for p in patients}) or None,
+        "patient_id_collisions": patient_id_collisions(patients),
+        "n_without_patient": n_without,
         "image_sizes": dict(sizes.most_common()),
         "n_skipped": len(skipped),
         "n_bad": sum(1 for s in skipped if s.get("bad")),

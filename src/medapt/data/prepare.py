@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from ..atomic import atomic_write_json
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError, DuplicateIdError, EmptyDatasetError
 from ._image import dtype_range, preprocess
 from .readers import READERS, ReadContext, Record, Skipped, Source
 from .spec import SplitSpec
-from .split import assign_splits
+from .split import assign_splits, normalize_patient_ids
 
 __all__ = [
     "PreparedDataset",
@@ -54,8 +55,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: version of the prepared-folder layout; part of every key
-LAYOUT_VERSION = "1"
+#: version of the prepared-folder layout and split rules; part of every key
+#: (2: patient ids grouped after normalisation, so a folder prepared with version 1 is not reused)
+LAYOUT_VERSION = "2"
 
 
 @dataclass(frozen=True, eq=False)
@@ -373,11 +375,23 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         )
 
     manifest = pd.DataFrame(rows)
+    # one patient written two ways ("007" and 7, "P01" and "p01") is one patient: the colliding
+    # spellings are replaced by their normalised form, so the manifest groups as the split does
+    keys, collisions = normalize_patient_ids(manifest["patient"], f"{spec.format} dataset")
+    if collisions:
+        collided = np.isin(keys.astype(str), list(collisions)) & pd.notna(keys)
+        manifest.loc[collided, "patient"] = keys[collided]
     if multilabel:
         y = np.stack([np.asarray(lab, dtype=np.float32) for lab in labels])
     else:
         y = np.asarray(labels, dtype=np.int64)
     manifest["split"] = _splits(manifest, y, split, source)
+    n_without = int(sum(k is None for k in keys))
+    split_level = _split_level(spec, split, source, manifest, n_without)
+    bad = [s for s in skipped if s.get("bad")]
+    if bad:
+        log.warning("%s dataset: skipped %d bad file(s) (skip_bad: true), e.g. %s: %s; all are listed in meta.json "
+                    "'skipped'", spec.format, len(bad), bad[0]["file"], bad[0]["reason"])
     np.save(tmp / "labels.npy", y)
     _write_parquet(manifest, tmp / "manifest.parquet")
     hasher.update(y.tobytes())
@@ -398,12 +412,18 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         "shape": [int(len(y)), channels, size, size],
         "class_counts": counts,
         "split_counts": {str(k): int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
-        "n_patients": int(manifest["patient"].nunique()) if manifest["patient"].notna().any() else None,
+        "n_patients": len({k for k in keys if k is not None}) or None,
+        "split_level": split_level,
+        "n_without_patient": n_without,
+        "patient_ids": {
+            "compared_as": "strings, stripped, case-folded, numeric ids without leading zeros",
+            "collisions": collisions,  # normalised id -> the spellings (repr) that collapsed onto it
+        },
         "skipped": skipped,
         "seconds": round(time.perf_counter() - t0, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json_atomic(tmp / "meta.json", meta)  # last: its presence marks the folder complete
+    atomic_write_json(tmp / "meta.json", meta, indent=1, fsync=True)  # last: its presence marks the folder complete
 
 
 def _row(rec: Record, classes: list[str], multilabel: bool) -> dict:
@@ -438,6 +458,41 @@ def _splits(manifest: pd.DataFrame, y: np.ndarray, split: SplitSpec | None, sour
     return assign_splits(y, manifest["patient"].to_numpy(dtype=object), split)
 
 
+#: what to set so that a format gets patient ids
+_PATIENT_HINT = {
+    "folder": "set patient_regex (a regex whose group finds the patient id in the file name or, with "
+              "patient_regex_on: path, in the relative path)",
+    "csv": "set patient_column, or patient_regex (a group in the image path)",
+    "medmnist": "MedMNIST has no patient ids; use_published_split: true keeps its published split",
+}
+
+
+def _split_level(spec, split: SplitSpec | None, source: Source, manifest: pd.DataFrame, n_without: int) -> str:
+    """How the dataset was split, for meta.json and the log.
+
+    ``patient`` (every image has a patient id), ``image`` (none has: a slice-level split, where
+    slices of one patient can be in train and test), ``mixed`` (some have none: each of those is
+    its own group), ``published`` (the source's own split kept) or ``none`` (not split: an
+    external set).
+    """
+    if split is None:
+        return "none"
+    if source.use_published_split and manifest["orig_split"].notna().all():
+        return "published"
+    n = len(manifest)
+    if n_without == 0:
+        return "patient"
+    hint = _PATIENT_HINT.get(spec.format, "give the images patient ids")
+    if n_without == n:
+        log.warning("%s dataset: no image has a patient id, so its train/test split is image-level (slice-level): "
+                    "slices of one patient can fall into both train and test, which makes test AUCs optimistic. "
+                    "To split by patient, %s. meta.json records split_level: image.", spec.format, hint)
+        return "image"
+    log.warning("%s dataset: %d of %d images have no patient id; each of them is split on its own (image-level), "
+                "the others by patient. To split all by patient, %s.", spec.format, n_without, n, hint)
+    return "mixed"
+
+
 def _class_counts(y: np.ndarray, classes: list[str], multilabel: bool) -> dict[str, int]:
     if multilabel:
         return {c: int(np.nansum(y[:, i] > 0.5)) for i, c in enumerate(classes)}
@@ -453,15 +508,6 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     if "slice" in df:
         df["slice"] = df["slice"].astype("Int64")
     df.to_parquet(path, index=False)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _remove(path: Path) -> None:

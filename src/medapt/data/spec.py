@@ -25,13 +25,15 @@ Example::
 
 from __future__ import annotations
 
+import typing
+
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from ..constants import DATA_FORMATS
 
 __all__ = [
     "SplitSpec",
@@ -45,6 +47,8 @@ __all__ = [
     "DatasetSpec",
     "parse_dataset_spec",
     "PHANTOM_CLASSES",
+    "compile_patient_regex",
+    "patient_id_source",
 ]
 
 #: class names of the phantom tasks, in label order (binary grade: [negative, positive])
@@ -57,6 +61,56 @@ PHANTOM_CLASSES: dict[str, list[str]] = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def compile_patient_regex(pattern: str | None) -> re.Pattern | None:
+    """Compile a ``patient_regex``: it must have one capture group, or a group named ``patient``.
+
+    Raises :class:`~medapt.errors.ConfigError` (a ``ValueError``) naming the pattern otherwise.
+
+    >>> compile_patient_regex(r"^(?P<site>[A-Z]+)_(?P<patient>[0-9]+)_").groupindex["patient"]
+    2
+    """
+    from ..errors import ConfigError
+
+    if pattern is None:
+        return None
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"patient_regex {pattern!r} is not a valid regular expression ({exc})") from None
+    if "patient" not in rx.groupindex and rx.groups != 1:
+        what = "no capture group" if rx.groups == 0 else f"{rx.groups} capture groups"
+        raise ConfigError(
+            f"patient_regex {pattern!r} has {what}; give one group holding the patient id, e.g. "
+            "'^(\\d+)_' for '0042_slice3.png', or name it: '(?P<site>[A-Z]+)_(?P<patient>\\d+)'"
+        )
+    return rx
+
+
+def _check_patient_regex(v):
+    compile_patient_regex(v)
+    return v
+
+
+def patient_id_source(spec: dict) -> str | None:
+    """Where a dataset spec (a plain dict, e.g. from a run's ``config.yaml``) takes patient ids
+    from, or ``None`` when it has none — its split is then image-level (slice-level).
+
+    Works on dicts without validating them, so a report can read an old configuration.
+
+    >>> patient_id_source({"format": "folder", "path": "hms"}) is None
+    True
+    >>> patient_id_source({"format": "folder", "path": "hms", "patient_regex": "^([0-9]+)_"})
+    'patient_regex'
+    """
+    fmt = spec.get("format") if isinstance(spec, dict) else None
+    if fmt == "folder":
+        return "patient_regex" if spec.get("patient_regex") else None
+    if fmt == "csv":
+        return next((k for k in ("patient_column", "patient_regex") if spec.get(k)), None)
+    return {"phantom": "generated patients", "brats": "case folder", "cemri": "PID",
+            "dicom": "PatientID tag"}.get(fmt)
 
 
 class SplitSpec(_Model):
@@ -178,7 +232,14 @@ class FolderSpec(_Labelled):
     When every sub-folder of ``path`` is a split name (``Training``/``Testing``/``train``/
     ``val``/``test``…, case-insensitive) the classes are read inside each and the split is kept
     in the manifest (``orig_split``); ``use_published_split`` uses it instead of a fresh split.
-    ``patient_regex`` (first group, searched in the file name) gives patient ids.
+
+    An ImageFolder layout has no patient ids, so without ``patient_regex`` the split is
+    slice-level (slices of one patient can fall into train and test; the prepared ``meta.json``
+    and the log say so). ``patient_regex`` — one capture group, or a group named ``patient`` — is
+    searched (``re.search``) in the file name (``patient_regex_on: name``, default) or in the
+    path relative to ``path`` (``patient_regex_on: path``, e.g. ``'/(pat[0-9]+)/'`` for one folder
+    per patient). A file it does not match is an error naming the file and the regex, or, with
+    ``skip_bad: true``, skipped and listed.
     ``intensity``: ``minmax`` scales each image to [0, 1]; ``dtype`` divides by the dtype maximum.
     """
 
@@ -186,10 +247,13 @@ class FolderSpec(_Labelled):
     path: Path
     use_published_split: bool = False
     patient_regex: str | None = None
+    patient_regex_on: Literal["name", "path"] = "name"
     intensity: Literal["minmax", "dtype"] = "minmax"
     extensions: list[str] = Field(
         default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"]
     )
+
+    _patient_regex = field_validator("patient_regex")(_check_patient_regex)
 
 
 class CsvSpec(_Labelled):
@@ -200,6 +264,10 @@ class CsvSpec(_Labelled):
     ``-1`` is *uncertain* (``uncertain``: ``zeros``, ``ones`` or ``ignore`` = NaN, excluded from
     the loss/metric), blank is *not mentioned* (``blank``: ``zeros`` or ``ignore``).
     Relative image paths are resolved against ``image_root`` (default: the CSV's folder).
+    Patient ids come from ``patient_column`` or, where that is absent or empty, from
+    ``patient_regex`` (one group, or a group named ``patient``) searched in the path as the CSV
+    writes it; a row it does not match is an error (or skipped with ``skip_bad``). Without either,
+    the split is image-level.
     ``where`` keeps rows whose column equals one of the given values
     (e.g. ``{"Frontal/Lateral": ["Frontal"]}``).
     """
@@ -217,6 +285,8 @@ class CsvSpec(_Labelled):
     blank: Literal["zeros", "ignore"] = "zeros"
     where: dict[str, list[str]] = Field(default_factory=dict)
     intensity: Literal["minmax", "dtype"] = "minmax"
+
+    _patient_regex = field_validator("patient_regex")(_check_patient_regex)
 
     @field_validator("where", mode="before")
     @classmethod
@@ -284,7 +354,8 @@ DatasetSpec = Annotated[
 
 _ADAPTER: TypeAdapter = TypeAdapter(DatasetSpec)
 
-FORMATS: tuple[str, ...] = DATA_FORMATS
+#: the data formats: one spec model per reader, each naming its ``format`` (READERS holds the readers)
+FORMATS: tuple[str, ...] = tuple(m.model_fields["format"].default for m in typing.get_args(typing.get_args(DatasetSpec)[0]))
 
 
 def format_validation_error(exc) -> str:

@@ -16,23 +16,99 @@ greedy allocation:
 
 A patient's images therefore never span two splits; per-class fractions are met to within
 one patient. Images without a patient id are their own group.
+
+Patient ids are compared after :func:`normalize_patient_id` — as strings, stripped, case-folded,
+and without the leading zeros of a purely numeric id — because the same patient is often written
+two ways across files or columns (``7`` read as a number and ``"007"`` read as text, ``P01`` and
+``p01``); compared as written, one patient could land in two splits. Ids that collapse onto one
+another are reported (:func:`patient_id_collisions`; a log warning, and ``meta.json`` of the
+prepared dataset).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from .spec import SplitSpec
 
-__all__ = ["assign_splits", "SPLITS"]
+__all__ = ["assign_splits", "SPLITS", "normalize_patient_id", "normalize_patient_ids", "patient_id_collisions"]
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def normalize_patient_id(pid) -> str | None:
+    """The key a patient id is grouped by: string, stripped, case-folded, numeric ids without
+    leading zeros. Missing ids (``None``, NaN, ``""``) give ``None``.
+
+    >>> [normalize_patient_id(x) for x in (7, "007", " 7 ", 7.0, "P01", "p01", "0", "", None)]
+    ['7', '7', '7', '7', 'p01', 'p01', '0', None, None]
+    """
+    if pid is None:
+        return None
+    if isinstance(pid, (bool, np.bool_)):
+        return str(pid).casefold()
+    if isinstance(pid, (int, np.integer)):
+        return str(int(pid))
+    if isinstance(pid, (float, np.floating)):
+        if not np.isfinite(pid):
+            return None
+        if float(pid).is_integer():
+            return str(int(pid))
+    try:
+        if pd.isna(pid):
+            return None
+    except (TypeError, ValueError):  # array-like: not a missing scalar
+        pass
+    s = str(pid).strip().casefold()
+    if not s:
+        return None
+    if _DIGITS.fullmatch(s):
+        s = s.lstrip("0") or "0"
+    return s
+
+
+def patient_id_collisions(ids: Iterable) -> dict[str, list[str]]:
+    """Normalised id → the distinct ways it was written (``repr``, so ``7`` and ``'007'`` differ),
+    for every normalised id written in more than one way. Empty when no ids collapse.
+
+    >>> patient_id_collisions([7, "007", "P01", "p01", "p01", "x"])
+    {'7': ["'007'", '7'], 'p01': ["'P01'", "'p01'"]}
+    """
+    seen: dict[str, set[str]] = {}
+    for pid in ids:
+        key = normalize_patient_id(pid)
+        if key is not None:
+            seen.setdefault(key, set()).add(repr(pid.item() if isinstance(pid, np.generic) else pid))
+    return {k: sorted(v) for k, v in sorted(seen.items()) if len(v) > 1}
+
+
+def normalize_patient_ids(ids: Iterable, what: str = "patient ids") -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Normalised keys of ``ids`` (object array, ``None`` where missing) and their collisions.
+
+    Logs a warning naming the ids that collapse onto another (e.g. ``'P01'`` and ``'p01'``):
+    they are one patient from now on, and the data owner should check that this is right.
+    """
+    ids = list(ids)
+    keys = np.array([normalize_patient_id(x) for x in ids], dtype=object)
+    collisions = patient_id_collisions(ids)
+    if collisions:
+        shown = "; ".join(f"{' = '.join(v)} → {k!r}" for k, v in list(collisions.items())[:10])
+        more = f" (and {len(collisions) - 10} more)" if len(collisions) > 10 else ""
+        log.warning("%s: %d id(s) are written in more than one way and are treated as one patient each: %s%s. "
+                    "Ids are compared as strings, stripped, case-folded, numeric ids without leading zeros.",
+                    what, len(collisions), shown, more)
+    return keys, collisions
 
 
 def _strata(labels: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -57,7 +133,9 @@ def assign_splits(labels: np.ndarray, patients, split: SplitSpec) -> np.ndarray:
 
     Args:
         labels: (N,) int class indices, or (N, L) float multi-label targets (NaN = unknown).
-        patients: (N,) patient ids; ``None``/NaN entries are treated as one group per image.
+        patients: (N,) patient ids, grouped after :func:`normalize_patient_id` (``7``, ``"007"``
+            and ``" 7 "`` are one patient, as are ``"P01"`` and ``"p01"``); ``None``/NaN/empty
+            entries are treated as one group per image.
         split: fractions and seed.
 
     Returns:
@@ -69,7 +147,8 @@ def assign_splits(labels: np.ndarray, patients, split: SplitSpec) -> np.ndarray:
     """
     labels = np.asarray(labels)
     n = len(labels)
-    pats = pd.Series(list(patients) if patients is not None else [None] * n, dtype=object)
+    keys = [normalize_patient_id(x) for x in patients] if patients is not None else [None] * n
+    pats = pd.Series(keys, dtype=object)
     missing = pats.isna()
     if missing.any():  # one group per image without a patient id
         pats = pats.where(~missing, pd.Series([f"__image_{i}" for i in range(n)], dtype=object))

@@ -192,3 +192,4 @@ def time_energy_table(costs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(out, columns=cols)
     table["n_sharing"] = table["n_sharing"].astype("Int64")
     return table
+

@@ -1,13 +1,29 @@
-"""The experiment suite: config, step kinds, planners, executors, and `medapt run` (docs/architecture.md)."""
+"""The experiment suite: config, step kinds, planners, executors, and `medapt run` (docs/architecture.md).
 
-from .experiment import Experiment, experiment_from_dict, load_experiment
-from .graph import Plan, Step
-from .kinds import KINDS, StepKind
-from .planners import PLANNERS, Planner, extend_plan, plan_experiment
-from .run import RunResult, environment, resolve_runtime, run_experiment
-from .store import StepStore
-from .tables import collect_tables
+Imported lazily (like :mod:`medapt`), so the CLI can read the executor registry without loading
+torch.
+"""
 
-__all__ = ["Experiment", "experiment_from_dict", "load_experiment", "Plan", "Step", "KINDS", "StepKind", "PLANNERS",
-           "Planner", "extend_plan", "plan_experiment", "RunResult", "environment", "resolve_runtime", "run_experiment",
-           "StepStore", "collect_tables"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Experiment": "experiment", "experiment_from_dict": "experiment", "load_experiment": "experiment",
+    "Plan": "graph", "Step": "graph",
+    "KINDS": "kinds", "StepKind": "kinds",
+    "PLANNERS": "planners", "Planner": "planners", "extend_plan": "planners", "plan_experiment": "planners",
+    "RunResult": "run", "environment": "run", "resolve_runtime": "run", "run_experiment": "run",
+    "StepStore": "store",
+    "collect_tables": "tables",
+    "EXECUTORS": "executors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

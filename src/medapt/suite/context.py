@@ -67,7 +67,8 @@ class RunContext:
     def meter(self, step: Step, phase: str, device: str | None = None) -> PhaseMeter:
         return PhaseMeter(strategy=step.users[0] if step.users else "-", step=step.kind, phase=phase,
                           seed=int(getattr(step.key, "seed", 0)), device=device or str(self.runtime.torch_device),
-                          track_energy=self.experiment.cost.track_energy)
+                          track_energy=self.experiment.cost.track_energy,
+                          energy_table=self.experiment.cost.energy_table)
 
     def load_model(self, weights_step: Step) -> UnitModel:
         """The model whose weights ``weights_step`` (an init, pretrain or finetune step) produced."""

@@ -19,7 +19,6 @@ import time
 
 from ..errors import ConfigError, MedaptError
 from ..registry import Registry
-from .kinds import KINDS
 
 __all__ = ["EXECUTORS", "run_local", "run_ray", "describe"]
 
@@ -51,6 +50,8 @@ def _torchrun(ctx, step, workdir) -> dict:
 
 def _runner(step, ctx):
     """The function that runs ``step``: torchrun for a distributed kind on several processes."""
+    from .kinds import KINDS
+
     if ctx.runtime.nproc > 1 and KINDS.get(step.kind).distributed and not ctx.runtime.distributed:
         return _torchrun
     return None
@@ -86,6 +87,8 @@ def run_ray(steps, store, ctx) -> tuple[list[str], list[str]]:
         raise ConfigError("executor 'ray' needs Ray: pip install 'medapt[ray]' (or use --executor local)") from None
     if not ray.is_initialized():
         ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else None, log_to_driver=False)
+    from .kinds import KINDS
+
     refs, executed, reused = {}, [], []
     for step in steps:
         if store.done(step):

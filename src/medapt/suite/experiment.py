@@ -122,9 +122,12 @@ class DownstreamSpec(_Model):
 
 
 class CostSpec(_Model):
-    """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency."""
+    """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency;
+    ``energy_table``: Green Algorithms constant table of every estimate (``v1.1``, the constants
+    behind Mehmood et al.'s Table B1, or ``latest``)."""
 
     track_energy: bool = True
+    energy_table: Literal["v1.1", "latest"] = "v1.1"
     inference: bool = True
     inference_repeats: int = Field(5, ge=1)
 

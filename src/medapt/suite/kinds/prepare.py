@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data import inspect_source, parse_dataset_spec, prepare_dataset, source_classes
+from ...data.prepare import LAYOUT_VERSION
 from ...data.spec import SplitSpec
 from . import Estimate, StepKind, register_kind
 
@@ -22,6 +23,7 @@ class PrepareKey:
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    layout: str = LAYOUT_VERSION  # the prepared-data layout: a new one (e.g. new split rules) re-prepares
 
 
 @register_kind

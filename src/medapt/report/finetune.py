@@ -1,0 +1,46 @@
+"""Report section on target fine-tuning: the validation curves of the target phases (``head = own``,
+``split = val`` rows of ``metrics.csv``) and, per strategy, the epoch kept and its scores."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import figures as F
+from .html import _e, _fmt, _slug, _table
+from .sections import ReportContext, section
+
+
+@section("finetune", 25)
+def finetune_section(ctx: ReportContext) -> str:
+    m = ctx.rf.metrics
+    if m is None or "own" not in set(m["head"]):
+        return ""
+    own = m[m["head"] == "own"]
+    parts = ["<h2>Fine-tuning on the target task</h2>",
+             '<p class="note">Strategies with target phases fine-tune the network on each task\'s training split, '
+             "score the validation split after every epoch and keep the best epoch; that model's own head is then "
+             "scored once on the test split and the external set (head <code>own</code> in the tables above; its "
+             "frozen features also get the MLP heads). Curves: validation AUC per epoch; the marked point is the "
+             "epoch kept.</p>"]
+    for task, g in own.groupby("task", sort=True):
+        val = g[(g["split"] == "val") & (g["metric"] == "auc")]
+        strategies = [s for s in ctx.order if s in set(g["strategy"])]
+        if len(val):
+            parts.append(ctx.figs.add(_slug("finetune_val", task),
+                                      F.auc_curves(val, strategies, f"{task} — fine-tuning (validation)", ctx.threshold),
+                                      f"Validation ROC-AUC per epoch of the target phases, task {task}."))
+        rows = []
+        for s in strategies:
+            for seed, h in g[g["strategy"] == s].groupby("seed"):
+                kept = h[h["split"] == "test"]["epoch"]
+                row = {"strategy": s, "seed": int(seed), "epochs": int(h[h["split"] == "val"]["epoch"].max())
+                       if (h["split"] == "val").any() else "—",
+                       "epoch kept": int(kept.iloc[0]) if len(kept) else "—"}
+                for split in ("val", "test", "external"):
+                    v = h[(h["split"] == split) & (h["metric"] == "auc")]
+                    if split == "val" and len(kept):
+                        v = v[v["epoch"] == kept.iloc[0]]
+                    row[f"AUC ({split})"] = _fmt(float(v["value"].iloc[0])) if len(v) else "—"
+                rows.append(row)
+        parts.append(f"<h3>{_e(task)}</h3>" + _table(pd.DataFrame(rows), left=("strategy",)))
+    return "\n".join(parts)

@@ -1,0 +1,335 @@
+"""Report sections on the downstream results: summary, tables per task and head, AUC curves,
+development-vs-external box plots, AUC vs cost, statistical comparisons."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MedaptError
+from ..evaluate.bootstrap import bootstrap_auc_ci
+from ..evaluate.delong import delong_test
+from ..evaluate.summary import aggregate_seeds, censored_median, external_dip, paired_ttest, summarize
+from . import figures as F
+from .costs import is_measured, pareto_front
+from .html import _cell, _e, _fmt, _missing, _slug, _table, _time_cell
+from ._io import RunFiles
+from .sections import ReportContext, _energy_table, _slice_level_datasets, log, section
+
+#: resamples of the one-seed bootstrap CI over test images
+N_BOOT = 2000
+
+
+def _image_bootstrap(pred: pd.DataFrame | None) -> dict:
+    """(strategy, head, task, split) → :func:`bootstrap_auc_ci` of the final-epoch predictions.
+
+    For a run with one seed: the interval then comes from the test images (from the patients
+    when ``predictions.csv`` has a ``patient`` column), not from seeds.
+    """
+    out: dict = {}
+    if pred is None or pred.empty:
+        return out
+    score_cols = [c for c in pred.columns if c.startswith("score_")]
+    label_cols = [c for c in pred.columns if re.fullmatch(r"label_\d+", c)]
+    for key, g in pred.groupby(["strategy", "head", "task", "split"], sort=False):
+        key = tuple(str(k) for k in key)
+        cols = [c for c in score_cols if g[c].notna().all()]
+        lcols = [c for c in label_cols if g[c].notna().any()]
+        try:
+            if lcols:
+                y, task_type = g[lcols].to_numpy(float), "multilabel"
+            else:
+                y, task_type = g["label"].to_numpy(), "binary" if len(cols) == 2 else "multiclass"
+            groups = g["patient"].to_numpy(dtype=object) if "patient" in g else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[key] = bootstrap_auc_ci(y, g[cols].to_numpy(float), task_type, groups=groups, n_boot=N_BOOT, seed=0)
+        except (MedaptError, ValueError) as exc:
+            log.info("report: no bootstrap CI for %s: %s", key, exc)
+    return out
+
+
+def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """Per task and head: the summary table. Returns (html, summary, aggregated)."""
+    summ = summarize(rf.metrics, threshold=threshold)
+    if summ.empty:
+        return _missing("metrics.csv has no AUC rows, so there is nothing to summarise."), summ, summ
+    agg = aggregate_seeds(summ[["strategy", "seed", "head", "task", "split", "best_auc", "final_auc",
+                                "epoch_to_threshold", "seconds_to_threshold"]])
+    dip = external_dip(summ)
+    dip_agg = aggregate_seeds(dip[["strategy", "seed", "head", "task", "dip_best", "dip_final"]]) if len(dip) else None
+    n_seeds = int(summ["seed"].nunique())
+    boot = _image_bootstrap(rf.predictions) if n_seeds == 1 else {}
+    if n_seeds > 1:
+        spread = (f"Mean ± s.d. over {n_seeds} seeds, [95% t-interval over seeds of the mean "
+                  f"({n_seeds - 1} degrees of freedom)].")
+    elif boot:
+        unit = "patients" if any(b["unit"] == "patient" for b in boot.values()) else "test images"
+        spread = (f"One seed: no spread over seeds is available; [95% CI] of the final AUC by percentile bootstrap "
+                  f"over {unit} ({N_BOOT:,} class-stratified resamples of the final-epoch predictions), "
+                  "i.e. the uncertainty of the test set only, not of training.")
+    else:
+        spread = "One seed: no spread over seeds is available."
+    parts = [f'<p class="note">Threshold {threshold:g}. Best = highest AUC over epochs (chosen on the split '
+             "itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
+             "(positive: worse on the external set). "
+             + ("Epoch and seconds to the threshold: the median over seeds with the seeds that never reached it counted as censored (the first time by "
+                "which at least half of the seeds had reached it; “not reached” when fewer than half did), "
+                "and how many seeds reached it. " if n_seeds > 1 else "") + spread + "</p>"]
+    for (task, head), _ in agg.groupby(["task", "head"], sort=True):
+        rows = []
+        a = agg[(agg["task"] == task) & (agg["head"] == head)]
+        for s in [x for x in order if x in set(a["strategy"])]:
+            row = {"strategy": _e(s)}
+            for split, lab in (("test", "test"), ("external", "external")):
+                r = a[(a["strategy"] == s) & (a["split"] == split)]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                row[f"best AUC ({lab})"] = _cell(r.best_auc_mean, r.best_auc_std, r.best_auc_ci_low, r.best_auc_ci_high, r.n_seeds)
+                row[f"final AUC ({lab})"] = _cell(r.final_auc_mean, r.final_auc_std, r.final_auc_ci_low, r.final_auc_ci_high, r.n_seeds)
+                b = boot.get((str(s), str(head), str(task), split))
+                if b is not None and np.isfinite(r.final_auc_mean) and np.isfinite(b["ci_low"]):
+                    row[f"final AUC ({lab})"] += f"<br><span class=note>[{b['ci_low']:.3f}, {b['ci_high']:.3f}]</span>"
+                row[f"epoch to {threshold:g} ({lab})"] = _time_cell(r.epoch_to_threshold_median,
+                                                                     r.epoch_to_threshold_reached, r.n_seeds, 0)
+                row[f"seconds to {threshold:g} ({lab})"] = _time_cell(r.seconds_to_threshold_median,
+                                                                       r.seconds_to_threshold_reached, r.n_seeds, 2)
+            if dip_agg is not None:
+                d = dip_agg[(dip_agg["strategy"] == s) & (dip_agg["task"] == task) & (dip_agg["head"] == head)]
+                if len(d):
+                    d = d.iloc[0]
+                    row["dip (best)"] = _cell(d.dip_best_mean, d.dip_best_std, d.dip_best_ci_low, d.dip_best_ci_high, d.n_seeds)
+                    row["dip (final)"] = _cell(d.dip_final_mean, d.dip_final_std, d.dip_final_ci_low, d.dip_final_ci_high, d.n_seeds)
+            rows.append(row)
+        t = pd.DataFrame(rows).fillna("—")
+        best_col = "final AUC (test)"
+        if best_col in t:
+            best_s = a[a["split"] == "test"].sort_values("final_auc_mean", ascending=False)["strategy"].iloc[0]
+        else:
+            best_s = None
+        parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>")
+        parts.append(_table(t, left=("strategy",), fmt={c: (lambda v: str(v)) for c in t.columns},
+                            row_class=lambda r: "best" if best_s is not None and r["strategy"] == _e(best_s) else ""))
+    return "\n".join(parts), summ, agg
+
+
+def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> str:
+    """Best strategy (mean final test AUC) vs every other: DeLong on one seed, t-test over seeds."""
+    if summ.empty:
+        return ""
+    parts = ['<p class="note">Reference = the strategy with the highest mean final AUC on the test split. '
+             "DeLong's test (DeLong et al. 1988; macro one-vs-rest extension for several classes, see "
+             "docs/report.md) compares the final-epoch scores of two strategies on the same test images of one "
+             "seed; the paired t-test compares final AUCs over seeds (Hosseinzadeh Taher et al.). "
+             "No correction for multiple comparisons.</p>"]
+    if rf.predictions is None:
+        parts.append(_missing("predictions.csv is missing from the run directory, so DeLong's test is not shown."))
+    n_seeds = summ["seed"].nunique()
+    for (task, head), a in agg[agg["split"] == "test"].groupby(["task", "head"], sort=True):
+        a = a.sort_values("final_auc_mean", ascending=False)
+        if len(a) < 2:
+            continue
+        ref = a["strategy"].iloc[0]
+        rows = []
+        for other in a["strategy"].iloc[1:]:
+            row = {"reference": ref, "strategy": other}
+            if rf.predictions is not None:
+                row.update(_delong_row(rf.predictions, task, head, ref, other))
+            if n_seeds > 1:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t = paired_ttest(summ, ref, other, column="final_auc", head=head, task=task)
+                row["t-test Δ final AUC"] = _fmt(t["mean_diff"])
+                row["t-test p"] = _fmt(t["p_value"], 3)
+                row["t-test seeds"] = str(t["n"])
+            rows.append(row)
+        parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>")
+        parts.append(_table(pd.DataFrame(rows).fillna("—"), left=("reference", "strategy", "DeLong note")))
+    return "\n".join(parts)
+
+
+def _delong_row(pred: pd.DataFrame, task: str, head: str, a: str, b: str) -> dict:
+    p = pred[(pred["task"].astype(str) == task) & (pred["head"].astype(str) == head) & (pred["split"].astype(str) == "test")]
+    seeds = sorted(set(p[p["strategy"] == a]["seed"]) & set(p[p["strategy"] == b]["seed"]))
+    if not seeds:
+        return {"DeLong note": "no test predictions for both"}
+    seed = seeds[0]
+    score_cols = [c for c in p.columns if c.startswith("score_")]
+    pa = p[(p["strategy"] == a) & (p["seed"] == seed)].set_index("index").sort_index()
+    pb = p[(p["strategy"] == b) & (p["seed"] == seed)].set_index("index").sort_index()
+    common = pa.index.intersection(pb.index)
+    pa, pb = pa.loc[common], pb.loc[common]
+    cols = [c for c in score_cols if pa[c].notna().all()]
+    try:
+        if not (pa["label"].to_numpy() == pb["label"].to_numpy()).all():
+            return {"DeLong note": "labels differ between the two prediction sets"}
+        r = delong_test(pa["label"].to_numpy(), pa[cols].to_numpy(float), pb[cols].to_numpy(float))
+    except MedaptError as exc:
+        return {"DeLong note": f"not computed: {exc}"}
+    return {"DeLong seed": str(seed), "AUC ref": _fmt(r["auc_a"]), "AUC other": _fmt(r["auc_b"]),
+            "Δ [95% CI]": f"{_fmt(r['diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+            "DeLong p": _fmt(r["p_value"], 3)}
+
+
+def _pareto_points(summ: pd.DataFrame, costs: pd.DataFrame, task: str, splits: list[str]) -> pd.DataFrame:
+    s = summ[summ["task"] == task]
+    pts = costs.copy()
+    for split in splits:
+        m = s[s["split"] == split].groupby("strategy")["final_auc"].mean()
+        pts[f"auc_{split}"] = pts["strategy"].map(m)
+    keep = np.zeros(len(pts), bool)
+    for split in splits:
+        keep |= pts[f"auc_{split}"].notna().to_numpy()
+    return pts[keep].reset_index(drop=True)
+
+
+def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.DataFrame | None,
+                   threshold: float) -> str:
+    items = []
+    for task in sorted(summ["task"].unique()):
+        s = summ[summ["task"] == task]
+        bits = []
+        for split, word in (("test", "development test split"), ("external", "external set")):
+            m = s[s["split"] == split].groupby("strategy")["final_auc"].mean().dropna()
+            if len(m):
+                bits.append(f"on the {word} <b>{_e(m.idxmax())}</b> has the highest final AUC ({m.max():.3f})")
+        txt = f"<b>{_e(task)}</b>: " + ("; ".join(bits) if bits else "no AUC values on the test or external split") + "."
+        d = dip[dip["task"] == task].groupby("strategy")["dip_final"].mean().dropna() if len(dip) else pd.Series(dtype=float)
+        if len(d):
+            txt += (f" The smallest development→external drop is {_e(d.idxmin())} ({d.min():+.3f}); "
+                    f"the largest {_e(d.idxmax())} ({d.max():+.3f}).")
+        # censored median over heads and seeds: a run that never reached it counts, as "later than all"
+        reached = s[(s["split"] == "test")].groupby("strategy")["seconds_to_threshold"].agg(censored_median).dropna()
+        if len(reached):
+            txt += (f" Fastest to reach AUC {threshold:g} on the test split: {_e(reached.idxmin())} "
+                    f"(median {reached.min():.2f} s of head training over its runs, those that never reached it "
+                    "counted as censored).")
+        if sc is not None:
+            pts = _pareto_points(summ, sc, task, ["test"])
+            fronts = []
+            for cost, word in (("kwh", "energy"), ("seconds", "time"), ("params", "parameters")):
+                if cost in pts and np.isfinite(pts[cost]).any():
+                    mask = pareto_front(pts[cost], pts["auc_test"])
+                    fronts.append(f"by {word}: " + ", ".join(_e(x) for x in pts["strategy"][mask]))
+            if fronts:
+                txt += (" Pareto-optimal strategies (no other is both cheaper and better on the test split) — "
+                        + "; ".join(fronts) + ".")
+        items.append(f"<li>{txt}</li>")
+    notes = []
+    n_seeds = summ["seed"].nunique()
+    if n_seeds == 1:
+        notes.append("All results come from one seed, so small differences between strategies may be noise.")
+    if rf.costs is not None and len(rf.costs):
+        src = set(rf.costs["energy_source"])
+        est = sorted(x for x in src if not is_measured(x))
+        if est:
+            table, _ = _energy_table(rf)
+            ga = (f" Green Algorithms figures use constant table {_e(table)}." if table and
+                  any("green-algorithms" in x for x in est) else "")
+            notes.append("Energy figures include estimates (" + ", ".join(_e(x) for x in est) + "), not measurements."
+                         + ga)
+    for line in _slice_level_datasets(rf.config):
+        notes.append(line[0].upper() + line[1:])
+    if rf.config_text and re.search(r"\bphantom\b", rf.config_text):
+        notes.append("This run uses the built-in synthetic phantom data: it shows that the pipeline works, "
+                     "not which strategy is best for real MRI.")
+    return ('<div class="summary"><ul>' + "".join(items) + "</ul>"
+            + "".join(f"<p>{n}</p>" for n in notes) + "</div>")
+
+
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@section("summary", 10)
+def summary_section(ctx: ReportContext) -> str:
+    rf = ctx.rf
+    body = ["<h2>Summary</h2>"]
+    if rf.metrics is None:
+        body.append(_missing("metrics.csv is missing from the run directory, so there are no downstream "
+                             "results: no summary, curves, box plots or AUC-vs-cost plot. "
+                             "Run `medapt run` to completion to produce it."))
+        return "\n".join(body)
+    if len(ctx.summ):
+        body.append(_plain_summary(rf, ctx.summ, ctx.dip, ctx.strategy_costs, ctx.threshold))
+    if rf.costs is None:
+        body.append(_missing("costs.csv is missing from the run directory, so no costs, Pareto-optimal "
+                             "strategies or cost tables can be shown."))
+    return "\n".join(body)
+
+
+@section("results", 20)
+def results_section(ctx: ReportContext) -> str:
+    return "" if ctx.results is None else "<h2>Downstream results</h2>" + ctx.results[0]
+
+
+@section("curves", 30)
+def curves_section(ctx: ReportContext) -> str:
+    if ctx.rf.metrics is None:
+        return ""
+    auc = ctx.rf.metrics[ctx.rf.metrics["metric"] == "auc"]
+    curves = []
+    for (task, head), g in auc.groupby(["task", "head"], sort=True):
+        strategies = [s for s in ctx.order if s in set(g["strategy"])]
+        curves.append(ctx.figs.add(_slug("auc_curves", task, head),
+                                   F.auc_curves(g, strategies, f"{task} — head {head}", ctx.threshold),
+                                   f"ROC-AUC per training epoch, task {task}, head {head} "
+                                   f"(cf. Mehmood et al., Figs 5–10). Dashed line: threshold {ctx.threshold:g}."))
+    return "<h2>AUC vs epoch</h2>" + ("".join(curves) or _missing("No AUC rows in metrics.csv."))
+
+
+@section("robustness", 40)
+def robustness_section(ctx: ReportContext) -> str:
+    if ctx.rf.metrics is None:
+        return ""
+    auc = ctx.rf.metrics[ctx.rf.metrics["metric"] == "auc"]
+    boxes = []
+    for (task, head), g in auc.groupby(["task", "head"], sort=True):
+        strategies = [s for s in ctx.order if s in set(g["strategy"])]
+        if {"test", "external"} <= set(g["split"]):
+            boxes.append(ctx.figs.add(_slug("boxplot", task, head),
+                                      F.robustness_boxplot(g, strategies, f"{task} — head {head}"),
+                                      f"Per-epoch ROC-AUC on the development test split vs the external set, "
+                                      f"task {task}, head {head}; whiskers at the 1st and 99th percentiles "
+                                      "(cf. Mehmood et al., Figs 11–12)."))
+    return "<h2>Robustness: development vs external</h2>" + (
+        "".join(boxes) or _missing("No task has both a test and an external split in metrics.csv, "
+                                   "so there are no development-vs-external box plots."))
+
+
+@section("pareto", 50)
+def pareto_section(ctx: ReportContext) -> str:
+    if ctx.rf.metrics is None:
+        return ""
+    summ, sc, par = ctx.summ, ctx.strategy_costs, []
+    if sc is not None and len(summ):
+        for task in sorted(summ["task"].unique()):
+            splits = [s for s in F.SPLIT_ORDER if s in set(summ[summ["task"] == task]["split"]) and s != "val"]
+            pts = _pareto_points(summ, sc, task, splits)
+            if pts.empty:
+                continue
+            par.append(ctx.figs.add(_slug("pareto", task),
+                                    F.pareto_plot(pts, f"{task}: final AUC vs cost", splits),
+                                    f"Final-epoch ROC-AUC (mean over heads and seeds) against the cost of each "
+                                    f"strategy for task {task}: parameters of the final model, training energy "
+                                    "and time (sum of its pretrain and finetune rows in costs.csv, shared steps "
+                                    "counted for every strategy that uses them). Outlined points and the dashed "
+                                    "line: the Pareto front (cf. Mehmood et al., Fig. B1)."))
+            pt = pts.copy()
+            pt["pareto (test)"] = np.where(pareto_front(pt["kwh"], pt["auc_test"]), "yes", "") if "auc_test" in pt else ""
+            par.append(_table(pt[[c for c in pt.columns if c not in ("n_seeds",)]], left=("strategy", "energy_sources", "pareto (test)")))
+    return "<h2>AUC vs cost</h2>" + ("".join(par) or _missing(
+        "costs.csv is missing from the run directory, so the AUC-vs-cost plot is not shown."
+        if ctx.rf.costs is None else "No strategy has both costs and AUC values."))
+
+
+@section("comparisons", 60)
+def comparisons_section(ctx: ReportContext) -> str:
+    if ctx.rf.metrics is None:
+        return ""
+    return "<h2>Statistical comparisons</h2>" + _comparisons(ctx.rf, ctx.summ, ctx.agg)
