@@ -152,10 +152,11 @@ def meanvar_(module: nn.Module, pretrained_state_dict: Mapping[str, torch.Tensor
         strict: raise when a parameter of ``module`` has no pretrained tensor (otherwise it keeps
             its current values).
 
-    >>> pre = timm.create_model("resnet18")
-    >>> net = meanvar_(timm.create_model("resnet18"), pre.state_dict(), torch.Generator().manual_seed(0))
-    >>> float(net.conv1.weight.mean()) == pytest.approx(float(pre.conv1.weight.mean()), abs=1e-3)
-    True
+    >>> pre, _ = create_backbone("tf_efficientnet_lite0", "embedded")
+    >>> net, _ = create_backbone("tf_efficientnet_lite0", "none")
+    >>> _ = meanvar_(net, pre.state_dict(), torch.Generator().manual_seed(0))
+    >>> net.conv_stem.weight.shape, net.bn1.running_var.unique()      # same shapes; fresh statistics
+    (torch.Size([32, 3, 3, 3]), tensor([1.]))
     """
     _check_generator(generator)
     if bn not in MEANVAR_BN_MODES:
@@ -176,8 +177,8 @@ def meanvar_(module: nn.Module, pretrained_state_dict: Mapping[str, torch.Tensor
             continue
         ref = pretrained_state_dict[name].detach().to(torch.float64)
         mean, std = ref.mean(), ref.var(correction=0).sqrt()
-        draw = torch.randn(p.shape, generator=generator, dtype=torch.float64)
-        p.copy_((mean + std * draw).to(p.dtype))
+        draw = torch.randn(p.shape, generator=generator, dtype=p.dtype if p.is_floating_point() else torch.float32)
+        p.copy_(draw.mul_(std.to(draw.dtype)).add_(mean.to(draw.dtype)))
     for m in module.modules():
         if isinstance(m, _BN):
             m.reset_running_stats()
@@ -219,12 +220,15 @@ def gabor_bank(out_channels: int, in_channels: int, kernel_size: int | Sequence[
       vanishes) to max(2.5, kernel size) px;
     * phases ψ ∈ {0, π/2} (even/odd pair).
 
-    θ varies fastest, so when ``out_channels`` is not a multiple of the grid the filters left
-    out are whole (λ, ψ) sweeps at the end, never an orientation. Each filter has its mean
-    removed (no DC response, like a pretrained conv1's edge and texture filters) and unit norm;
-    it is the same for every input channel (the images medapt feeds are grayscale replicated to
-    three channels). With ``generator`` the phases are drawn uniformly from [0, 2π) instead of
-    the fixed pair (orientations and wavelengths stay on the grid).
+    θ varies fastest and the bank is cut after ``out_channels`` filters, so a bank that does not
+    fill the grid lacks a few filters of its last (λ, ψ) sweep, never an orientation. Each filter
+    has its mean removed (no DC response, like the edge and texture filters of a pretrained conv1)
+    and is the same for every input channel (medapt feeds grayscale images replicated to three
+    channels); over all its input channels it has unit norm. With ``generator`` the phases are
+    drawn uniformly from [0, 2π) instead of the fixed pair (orientations and wavelengths stay on
+    the grid).
+
+    Raghu et al. describe the filters only as "synthetic Gabor filters"; this layout is medapt's.
 
     >>> gabor_bank(64, 3, 7).shape
     torch.Size([64, 3, 7, 7])
@@ -319,8 +323,9 @@ def transfusion_(units: object, pretrained_units: object, k: int, generator: tor
     (:func:`reset_`) under a global RNG forked and seeded from ``generator``. ``k = 0`` re-draws
     everything; ``k = len(units)`` copies everything.
 
-    >>> g = torch.Generator().manual_seed(0)
-    >>> model = transfusion_(build("resnet18"), pretrained_model, k=5, generator=g)
+    >>> pretrained = build("tf_efficientnet_lite0", "embedded")
+    >>> model = transfusion_(build("tf_efficientnet_lite0"), pretrained, k=4,
+    ...                      generator=torch.Generator().manual_seed(0))   # stem + stages 1-2 pretrained
     """
     _check_generator(generator)
     mods, pre = _unit_modules(units), _unit_modules(pretrained_units)
