@@ -59,7 +59,7 @@ def test_transfusion_slim_is_k8(resnet50):
     assert (c, sum(u.n_params() for u in units) + 2 * c + 2) == (1024, 7_137_346)
 
 
-@pytest.mark.parametrize("k", [1, 5, 15, 17])
+@pytest.mark.parametrize("k", [1, 5, 17])
 def test_resnet50_kept_units_are_copies_and_the_rest_runs(resnet50, k):
     units, c = slim_units(resnet50, k, gen())
     assert [u.name for u in units] == resnet50.unit_names and [u.stage for u in units] == resnet50.unit_stages
@@ -69,16 +69,12 @@ def test_resnet50_kept_units_are_copies_and_the_rest_runs(resnet50, k):
         for key in sd:  # weights and BN running statistics
             torch.testing.assert_close(sd[key], rsd[key], rtol=0, atol=0)
         assert u.module is not ref
-    if k < 17:  # first rebuilt unit reads the kept unit's channels
-        first = units[k].module
-        assert first.conv1.in_channels == resnet50.units[k - 1](torch.zeros(1, *_in_shape(resnet50, k))).shape[1]
-    assert run(units, torch.randn(2, 3, 32, 32)).shape[1] == c
-
-
-def _in_shape(model, k):
-    x = torch.zeros(1, 3, 32, 32)
-    with torch.no_grad():
-        return tuple(model.eval().forward_units(x, 0, k - 1).shape[1:])
+    x = torch.randn(2, 3, 32, 32)
+    if k < 17:  # the first rebuilt unit reads the kept unit's channels
+        with torch.no_grad():
+            kept_out = resnet50.eval().forward_units(x, 0, k).shape[1]
+        assert units[k].module.conv1.in_channels == kept_out
+    assert run(units, x).shape[1] == c
 
 
 def test_inside_stage_rule_keeps_the_residual_width_of_the_cut_stage(resnet50):
