@@ -38,7 +38,7 @@ MEANVAR_BN_MODES = ("sample", "reset")
 # --- plumbing ------------------------------------------------------------------------------------
 
 def _seed_from(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
 
 
 @contextmanager
@@ -99,7 +99,9 @@ def he_init_(module: nn.Module, generator: torch.Generator) -> nn.Module:
     others = []
     for m in module.modules():
         if isinstance(m, nn.modules.conv._ConvNd):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            # drawn where the generator lives, then copied (the module may be on another device)
+            w = torch.empty(m.weight.shape, dtype=m.weight.dtype, device=generator.device)
+            m.weight.copy_(nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=generator))
             if m.bias is not None:
                 m.bias.zero_()
         elif isinstance(m, (_BN, nn.GroupNorm, nn.LayerNorm)):
@@ -176,9 +178,10 @@ def meanvar_(module: nn.Module, pretrained_state_dict: Mapping[str, torch.Tensor
         if name not in pretrained_state_dict:
             continue
         ref = pretrained_state_dict[name].detach().to(torch.float64)
-        mean, std = ref.mean(), ref.var(correction=0).sqrt()
-        draw = torch.randn(p.shape, generator=generator, dtype=p.dtype if p.is_floating_point() else torch.float32)
-        p.copy_(draw.mul_(std.to(draw.dtype)).add_(mean.to(draw.dtype)))
+        mean, std = float(ref.mean()), float(ref.var(correction=0).sqrt())
+        draw = torch.randn(p.shape, generator=generator, device=generator.device,
+                           dtype=p.dtype if p.is_floating_point() else torch.float32)
+        p.copy_(draw.mul_(std).add_(mean))
     for m in module.modules():
         if isinstance(m, _BN):
             m.reset_running_stats()
@@ -245,7 +248,8 @@ def gabor_bank(out_channels: int, in_channels: int, kernel_size: int | Sequence[
         t, rest = i % n_theta, i // n_theta
         li, pi = rest % n_lambda, rest // n_lambda % n_phase
         theta, lam = t * math.pi / n_theta, float(lambdas[li])
-        psi = (float(torch.rand((), generator=generator, dtype=torch.float64)) * 2 * math.pi if generator is not None
+        psi = (float(torch.rand((), generator=generator, device=generator.device, dtype=torch.float64)) * 2 * math.pi
+               if generator is not None
                else pi * math.pi / 2)
         sigma = min(0.56 * lam, max(kh, kw) / 2)
         xr = x * math.cos(theta) + y * math.sin(theta)
