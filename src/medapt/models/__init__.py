@@ -1,5 +1,6 @@
 """Backbones, their anatomy (units, stages, cut points), the one model builder and the trained model."""
 
+from . import cbr  # noqa: F401  (registers cbr_tiny, cbr_small, cbr_large_t, cbr_large_w with timm)
 from .anatomy import Anatomy, Unit, dissect
 from .backbones import WeightsInfo, create_backbone, embedded_lite0_state_dict, list_backbones, load_state_dict_file
 from .build import HEADS, INITS, Init, Surgery, build, cut_point, new_head

@@ -140,6 +140,13 @@ def _densenet(model: nn.Module) -> Anatomy:
     return _units_from_table(model, stem, stages, tail, "densenet")
 
 
+def _cbr(model: nn.Module) -> Anatomy:
+    """CBR nets (:mod:`medapt.models.cbr`): a unit per conv-BN-ReLU block with its max-pool; every
+    block is its own stage, and block 1 plays the stem (stage 0)."""
+    units = [Unit(paths[0], i, _group(model, paths)) for i, paths in enumerate(model.unit_paths())]
+    return Anatomy(tuple(units), "cbr")
+
+
 def _stage_units(model: nn.Module, path: str) -> list[list[str]]:
     mod = _get(model, path)
     if isinstance(mod, nn.Sequential) and len(mod) > 1:
@@ -199,6 +206,7 @@ FAMILIES: list[tuple[str, Callable[[nn.Module], bool], Callable[[nn.Module], Ana
     ("resnet", lambda m: all(hasattr(m, f"layer{i}") for i in range(1, 5)) and hasattr(m, "conv1"), _resnet),
     ("efficientnet", lambda m: type(m).__name__ == "EfficientNet", _efficientnet),
     ("densenet", lambda m: hasattr(m, "features") and hasattr(getattr(m, "features"), "denseblock1"), _densenet),
+    ("cbr", lambda m: type(m).__name__ == "CBRNet", _cbr),
 ]
 
 
