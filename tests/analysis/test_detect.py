@@ -1,12 +1,14 @@
 """TruncatedTL's SVCCA cut-point detection: the overlap rule on synthetic numbers, then end to end
 on toy models where the answer is known."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from medapt.analysis import detect_cut_point, first_overlap_point, overlap_table
+from medapt.analysis import LimitedDataWarning, detect_cut_point, first_overlap_point, overlap_table
 from medapt.errors import ConfigError, ShapeMismatchError, UnknownNameError
 
 # Three draws at three cut points, worked by hand:
@@ -21,7 +23,8 @@ RANDOM = [[0.30, 0.30, 0.30], [0.35, 0.35, 0.35], [0.40, 0.40, 0.40]]
 
 def test_mean_2sd_rule_on_hand_worked_numbers():
     t = overlap_table(FINETUNED, RANDOM)
-    assert t["overlap"].tolist() == [False, True, True]
+    assert t["overlap"].tolist() == t["reached"].tolist() == [False, True, True]
+    assert not t["below"].any()
     np.testing.assert_allclose(t.loc[1, ["finetuned_low", "finetuned_high", "random_low", "random_high"]]
                                .astype(float), [0.4, 0.8, 0.25, 0.45])
     assert first_overlap_point(FINETUNED, RANDOM) == 2
@@ -31,6 +34,18 @@ def test_minmax_rule_on_hand_worked_numbers_touching_counts():
     t = overlap_table(FINETUNED, RANDOM, rule="minmax")
     assert t["overlap"].tolist() == [False, False, True]
     assert first_overlap_point(FINETUNED, RANDOM, rule="minmax") == 3
+
+
+def test_a_finetuned_distribution_below_chance_ends_the_search_too():
+    # cut 2 jumps from above the random interval to wholly below it: no intersection anywhere,
+    # but the fine-tuned similarity has crossed chance level there.
+    ft = [[0.90, 0.10, 0.50], [0.92, 0.12, 0.52]]
+    rd = [[0.30, 0.30, 0.30], [0.32, 0.32, 0.32]]
+    t = overlap_table(ft, rd, rule="minmax")
+    assert t["overlap"].tolist() == [False, False, False]
+    assert t["below"].tolist() == [False, True, False]
+    assert t["reached"].tolist() == [False, True, False]
+    assert first_overlap_point(ft, rd, rule="minmax") == 2
 
 
 def test_cut_point_labels_and_no_overlap():
@@ -69,7 +84,9 @@ def _toy_pair(toys):
 def test_detect_cut_point_finds_the_first_changed_unit(toys):
     pretrained, finetuned = _toy_pair(toys)
     images = np.random.default_rng(0).normal(size=(300, 6, 4, 4)).astype(np.float32)
-    d = detect_cut_point(pretrained, finetuned, images, n_draws=6, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LimitedDataWarning)  # 150 images per subset, 6 channels: no warning
+        d = detect_cut_point(pretrained, finetuned, images, n_draws=6, seed=0)
     assert d.cut_point == 3 and d.unit == "u3"
     assert d.overlap["overlap"].tolist()[:2] == [False, False]
     ft = d.draws[d.draws["pair"] == "finetuned"]
@@ -77,6 +94,14 @@ def test_detect_cut_point_finds_the_first_changed_unit(toys):
     assert set(d.draws["n"]) == {150} and len(d.draws) == 6 * 2 * 4
     again = detect_cut_point(pretrained, finetuned, images, n_draws=6, seed=0)
     pd.testing.assert_frame_equal(d.draws, again.draws)  # deterministic for a seed
+
+
+def test_detect_cut_point_warns_when_subsets_are_too_small_for_the_units(toys):
+    pretrained, finetuned = _toy_pair(toys)
+    images = np.random.default_rng(0).normal(size=(12, 6, 4, 4)).astype(np.float32)
+    with pytest.warns(LimitedDataWarning, match=r"cut points \[1, 2, 3, 4\], subsets of 6 images"):
+        d = detect_cut_point(pretrained, finetuned, images, n_draws=3)
+    assert d.draws["note"].str.contains("inflated").all()
 
 
 def test_detect_cut_point_argument_errors(toys):

@@ -22,6 +22,7 @@ _LAZY = {
     "METHODS": "similarity",
     "CONV_MODES": "similarity",
     "DegenerateRepresentationError": "similarity",
+    "LimitedDataWarning": "similarity",
     "SimilarityResult": "similarity",
     "as_datapoints": "similarity",
     "compare": "similarity",

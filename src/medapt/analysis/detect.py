@@ -11,11 +11,16 @@ Image Classification*): a cheap alternative to searching over every truncation p
 The distributions come from repeated draws: random subsets of the images (and fresh random
 features) per draw. "Overlap" is made concrete by an interval per cut point and distribution —
 ``mean2sd`` (default: mean ± 2 sample s.d. over draws) or ``minmax`` (the range over draws) —
-and two distributions overlap when their intervals intersect (touching counts).
+and two distributions overlap when their intervals intersect (touching counts). A fine-tuned
+interval lying wholly *below* the random one has crossed chance level without the intervals ever
+meeting (it happens between two cut points, or when few datapoints inflate the random baseline);
+it ends the search as well, so the detected point is the first cut point where the fine-tuned
+similarity is not above the random one (column ``reached``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +31,7 @@ import pandas as pd
 from ..errors import ConfigError, ShapeMismatchError
 from ..models.model import UnitModel
 from ..registry import Registry
+from .similarity import LimitedDataWarning
 from .units import _check_same_anatomy, random_baseline, similarity_table, unit_activations
 
 __all__ = ["OVERLAP_RULES", "CutPointDetection", "overlap_table", "first_overlap_point", "detect_cut_point"]
@@ -78,7 +84,8 @@ def overlap_table(
     Returns:
         Columns ``cut_point``, ``finetuned_mean``, ``finetuned_low``, ``finetuned_high``,
         ``random_mean``, ``random_low``, ``random_high``, ``overlap`` (intervals intersect,
-        touching included).
+        touching included), ``below`` (fine-tuned interval wholly below the random one) and
+        ``reached`` (``overlap or below``: fine-tuned no longer above chance).
 
     >>> overlap_table([[.9, .5], [.8, .3]], [[.2, .3], [.1, .4]], rule="minmax")["overlap"].tolist()
     [False, True]
@@ -101,11 +108,12 @@ def overlap_table(
         raise ShapeMismatchError(f"{len(cuts)} cut point labels for {f.shape[1]} columns of values.")
     flo, fhi = interval(f)
     rlo, rhi = interval(r)
+    overlap, below = (flo <= rhi) & (rlo <= fhi), fhi < rlo
     return pd.DataFrame({
         "cut_point": cuts,
         "finetuned_mean": f.mean(axis=0), "finetuned_low": flo, "finetuned_high": fhi,
         "random_mean": r.mean(axis=0), "random_low": rlo, "random_high": rhi,
-        "overlap": (flo <= rhi) & (rlo <= fhi),
+        "overlap": overlap, "below": below, "reached": overlap | below,
     })
 
 
@@ -116,7 +124,9 @@ def first_overlap_point(
     cut_points: Sequence[int] | None = None,
     rule: str = "mean2sd",
 ) -> int | None:
-    """The first cut point at which the two distributions overlap (``None`` if none does).
+    """The first cut point at which the two distributions overlap, or at which the fine-tuned one
+    lies wholly below the random one (column ``reached`` of :func:`overlap_table`); ``None`` if the
+    fine-tuned distribution stays above chance at every cut point.
 
     Arguments as :func:`overlap_table`. Cut points are taken in column order (shallow to deep).
 
@@ -127,7 +137,7 @@ def first_overlap_point(
 
 
 def _first_overlap(table: pd.DataFrame) -> int | None:
-    hits = table.loc[table["overlap"], "cut_point"]
+    hits = table.loc[table["reached"], "cut_point"]
     return int(hits.iloc[0]) if len(hits) else None
 
 
@@ -136,7 +146,8 @@ class CutPointDetection:
     """The outcome of :func:`detect_cut_point`.
 
     Attributes:
-        cut_point: the first overlapping cut point (truncate there), or ``None`` if none overlaps.
+        cut_point: the first cut point where the distributions overlap (or the fine-tuned one is
+            below chance) — truncate there — or ``None``.
         unit: its unit name (or ``None``).
         overlap: :func:`overlap_table` of the two distributions.
         draws: the long table of every value: ``draw``, ``pair`` (``finetuned``/``random``) and the
@@ -205,6 +216,14 @@ def detect_cut_point(
         rd = random_baseline(sub_p, [method], seed=rng, unit_names=names, options=options)
         tables += [ft.assign(draw=d, pair="finetuned"), rd.assign(draw=d, pair="random")]
     draws = pd.concat(tables, ignore_index=True)
+    limited = sorted(set(draws.loc[draws["note"] != "", "cut_point"]))
+    if limited:
+        warnings.warn(
+            f"at cut points {limited}, subsets of {m} images support fewer dimensions than the units have, "
+            "so the similarities there (random baseline included) are inflated; see the 'note' column of "
+            ".draws. Use many more images than channels, or a larger subset_fraction.",
+            LimitedDataWarning, stacklevel=2,
+        )
     draws = draws[["draw", "pair", *[c for c in draws.columns if c not in ("draw", "pair")]]]
     wide = {p: g.pivot(index="draw", columns="cut_point", values="value") for p, g in draws.groupby("pair")}
     overlap = overlap_table(wide["finetuned"], wide["random"], rule=rule)

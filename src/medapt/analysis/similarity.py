@@ -44,6 +44,7 @@ __all__ = [
     "CONV_MODES",
     "METHODS",
     "DegenerateRepresentationError",
+    "LimitedDataWarning",
     "SimilarityResult",
     "as_datapoints",
     "compare",
@@ -64,6 +65,10 @@ METHODS: Registry[Callable[..., "SimilarityResult"]] = Registry(
 class DegenerateRepresentationError(MedaptError, ValueError):
     """A representation carries no variance (constant or all-zero neurons, or a single datapoint),
     so every similarity measure is undefined."""
+
+
+class LimitedDataWarning(UserWarning):
+    """Too few datapoints for the dimensions compared: values are inflated (see the result's ``note``)."""
 
 
 @dataclass(frozen=True)
