@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ..errors import ConfigError, EmptyDatasetError, LabelError, ShapeMismatchError, UnknownNameError
 from ..evaluate.metrics import auprc, roc_auc
@@ -180,19 +184,15 @@ def probe_cut_points(
     >>> probe_cut_points(f, y, f, y, "binary")["cut_point"].tolist()
     [1, 2]
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if task_type not in PROBE_TASK_TYPES:
         raise UnknownNameError("probe task type", str(task_type), PROBE_TASK_TYPES,
                                hint="Known: binary, multiclass (multi-label probes are not supported).")
     score_fn = PROBE_METRICS.get(metric)
     ytr, yva = _labels(y_train, "train", task_type), _labels(y_val, "validation", task_type)
-    n_cls = 2 if task_type == "binary" else (n_classes or int(max(ytr.max(), yva.max())) + 1)
-    if task_type == "multiclass" and n_cls <= max(ytr.max(), yva.max()):
-        raise LabelError(f"n_classes={n_cls} but labels go up to {max(ytr.max(), yva.max())}.")
+    top = int(max(ytr.max(), yva.max()))
+    n_cls = 2 if task_type == "binary" else (n_classes or top + 1)
+    if n_cls <= top:
+        raise LabelError(f"n_classes={n_cls} but labels go up to {top}; pass n_classes={top + 1} or more.")
     _check_classes(ytr, "train", n_cls)
     _check_classes(yva, "validation", n_cls)
     if set(feats_train) != set(feats_val):
