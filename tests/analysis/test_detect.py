@@ -111,3 +111,7 @@ def test_detect_cut_point_argument_errors(toys):
         detect_cut_point(pretrained, finetuned, images, subset_fraction=0)
     with pytest.raises(ConfigError, match="n_draws"):
         detect_cut_point(pretrained, finetuned, images, n_draws=0)
+    with pytest.raises(ConfigError, match="2 for rule 'mean2sd'.*got 1"):
+        detect_cut_point(pretrained, finetuned, images, n_draws=1)
+    with pytest.raises(UnknownNameError, match="overlap rule"):
+        detect_cut_point(pretrained, finetuned, images, rule="range")

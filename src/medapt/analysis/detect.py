@@ -198,8 +198,9 @@ def detect_cut_point(
     """
     if not 0.0 < subset_fraction <= 1.0:
         raise ConfigError(f"subset_fraction {subset_fraction!r} must lie in (0, 1]; 0.5 draws half the images.")
-    if n_draws < 1:
-        raise ConfigError(f"n_draws must be at least 1 (2 for rule 'mean2sd'); got {n_draws}.")
+    OVERLAP_RULES.get(rule)  # an unknown rule fails before the forward passes
+    if n_draws < (2 if rule == "mean2sd" else 1):
+        raise ConfigError(f"n_draws must be at least 1 (2 for rule 'mean2sd'); got {n_draws} with rule {rule!r}.")
     _check_same_anatomy(pretrained, finetuned)
     acts_p = unit_activations(pretrained, images, units, batch_size=batch_size)
     acts_f = unit_activations(finetuned, images, units, batch_size=batch_size)
@@ -219,7 +220,7 @@ def detect_cut_point(
     limited = sorted(set(draws.loc[draws["note"] != "", "cut_point"]))
     if limited:
         warnings.warn(
-            f"at cut points {limited}, subsets of {m} images support fewer dimensions than the units have, "
+            f"at cut points {limited}, subsets of {m} images are too small for the dimensions compared, "
             "so the similarities there (random baseline included) are inflated; see the 'note' column of "
             ".draws. Use many more images than channels, or a larger subset_fraction.",
             LimitedDataWarning, stacklevel=2,
