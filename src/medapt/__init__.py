@@ -23,7 +23,7 @@ _LAZY = {
     "run_experiment": ("medapt.suite", "run_experiment"),
     "build_report": ("medapt.report", "build_report"),
 }
-_SUBMODULES = ("models", "strategies", "train", "data", "evaluate", "cost", "suite", "report", "errors")
+_SUBMODULES = ("models", "strategies", "train", "data", "evaluate", "cost", "suite", "report", "analysis", "errors")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

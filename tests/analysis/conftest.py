@@ -14,10 +14,10 @@ from medapt.models.model import GapHead, UnitModel
 
 
 def seeded_build(backbone: str, seed: int = 0) -> UnitModel:
-    """``build(backbone, "none")`` with a fixed initialisation, without touching the global RNG."""
+    """``build(backbone)`` with a fixed initialisation, without touching the global RNG."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return build(backbone, "none")
+        return build(backbone)
 
 
 class Lambda(nn.Module):

@@ -158,7 +158,7 @@ def random_baseline(
     the statistic takes for an unrelated representation of that size, which grows with
     ``C_k / N`` — the chance level the pretrained-vs-fine-tuned value is judged against. (For the
     baseline of a randomly *initialised* network instead, as in Raghu et al.'s Transfusion, run
-    :func:`similarity_per_unit` against ``medapt.models.build(backbone, "none")``.)
+    :func:`similarity_per_unit` against ``medapt.models.build(backbone)``.)
 
     Returns:
         A table like :func:`similarity_table` (``dims_b`` are the random features').

@@ -42,7 +42,11 @@ class _ConsoleFilter(logging.Filter):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except MedaptError as exc:  # an unknown registry name, with the closest ones
+        print(f"medapt: error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

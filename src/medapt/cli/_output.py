@@ -20,10 +20,11 @@ def add_experiment_args(p: argparse.ArgumentParser, what: str = "experiment YAML
 
 class LazyChoices:
     """argparse ``choices`` read from a registry only when needed (validating a value, or showing a
-    sub-command's help), so ``medapt --help`` imports no torch. ``load()`` returns the names."""
+    sub-command's help), so ``medapt --help`` imports no torch. ``load()`` returns the names; an
+    unknown value raises :class:`~medapt.errors.UnknownNameError` with the closest names."""
 
-    def __init__(self, load):
-        self._load, self._names = load, None
+    def __init__(self, load, kind: str = "name"):
+        self._load, self._names, self.kind = load, None, kind
 
     def _get(self) -> list[str]:
         if self._names is None:
@@ -31,7 +32,11 @@ class LazyChoices:
         return self._names
 
     def __contains__(self, value) -> bool:
-        return value in self._get()
+        if value not in self._get():
+            from ..errors import UnknownNameError
+
+            raise UnknownNameError(self.kind, str(value), self._get())
+        return True
 
     def __iter__(self):
         return iter(self._get())
@@ -40,7 +45,7 @@ class LazyChoices:
         return len(self._get())
 
 
-def registry_choices(module: str, attr: str) -> LazyChoices:
+def registry_choices(module: str, attr: str, kind: str) -> LazyChoices:
     """The names of registry ``module.attr`` (its ``names()``, or the sequence itself), lazily."""
     import importlib
 
@@ -48,7 +53,7 @@ def registry_choices(module: str, attr: str) -> LazyChoices:
         obj = getattr(importlib.import_module(module), attr)
         return obj.names() if hasattr(obj, "names") else obj
 
-    return LazyChoices(load)
+    return LazyChoices(load, kind)
 
 
 def add_format_option(p: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--backbone", required=True, help="timm name (e.g. resnet50) or torchvision:<name>")
     p.add_argument("--strategy", required=True, help="strategy name or FAMILY@k (`medapt strategies` lists them)")
     p.add_argument("--classes", type=int, default=1, help="head outputs: 1 for a binary task, C for C classes (default 1)")
-    p.add_argument("--bn", choices=registry_choices("medapt.strategies", "BN_POLICIES"), default="frozen",
+    p.add_argument("--bn", choices=registry_choices("medapt.strategies", "BN_POLICIES", "BN policy"), default="frozen",
                    metavar="POLICY", help="BatchNorm policy: %(choices)s (default frozen)")
     p.add_argument("--image-size", type=int, default=224, help="input size; only a flatten head depends on it (default 224)")
     p.add_argument("--keras", action="store_true",

@@ -35,7 +35,7 @@ def register(sub) -> None:
         "  medapt inspect-data phantom --opt task=grade --opt n_per_class=20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source_format", choices=registry_choices("medapt.data", "READERS"), metavar="FORMAT",
+    p.add_argument("source_format", choices=registry_choices("medapt.data", "READERS", "data format"), metavar="FORMAT",
                    help="the reader (data format): %(choices)s")
     p.add_argument("path", nargs="?", default=None, help="file or folder (not used by phantom)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
@@ -46,7 +46,7 @@ def register(sub) -> None:
     p = sub.add_parser("phantom", help="the built-in phantom dataset")
     psub = p.add_subparsers(dest="phantom_command", metavar="COMMAND")
     q = psub.add_parser("preview", help="write a labelled grid of phantom images (PNG)")
-    q.add_argument("--task", required=True, choices=registry_choices("medapt.data.spec", "PHANTOM_CLASSES"),
+    q.add_argument("--task", required=True, choices=registry_choices("medapt.data.spec", "PHANTOM_CLASSES", "phantom task"),
                    metavar="TASK", help="the phantom task: %(choices)s")
     q.add_argument("--n", type=int, default=8, help="images per class (default 8)")
     q.add_argument("--shift", action="store_true", help="the external-cohort variant")

@@ -18,7 +18,7 @@ def register(sub) -> None:
                        "run each step once (shared steps once, completed steps reused, interrupted training resumed), "
                        "collect metrics.csv / costs.csv and write report.html in the run directory.")
     add_experiment_args(p, "experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
-    p.add_argument("--executor", default="local", choices=registry_choices("medapt.suite.executors", "EXECUTORS"),
+    p.add_argument("--executor", default="local", choices=registry_choices("medapt.suite.executors", "EXECUTORS", "executor"),
                    metavar="NAME", help="where steps run: %(choices)s (default local)")
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="run each training step on N processes with torchrun + DDP (GPUs, or CPU cores with gloo); "
