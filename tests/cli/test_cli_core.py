@@ -21,7 +21,7 @@ def test_strategies_json(capsys):
     da = next(s for s in items if s["name"] == "DA_L1SB")
     assert da["family"] == "partial DAPT"
     assert [(p["name"], p["trainable"], p["lr"], p["epochs"]) for p in da["phases"]] == [
-        ("phase1", "head", 1e-4, 1000), ("phase2", "last:1", 1e-5, 150)]
+        ("phase1", "head", 1e-4, 1000), ("phase2", "lastblocks:1", 1e-5, 150)]
     assert {p["data"] for p in da["phases"]} == {"source"}
     ftl = next(s for s in items if s["name"] == "FTL")
     assert ftl["phases"][0]["data"] == "target" and ftl["phases"][0]["monitor"] == "auroc"

@@ -53,7 +53,7 @@ def test_learns_separable_problem_and_reports_every_epoch():
     x, y = _toy()
     xt, yt, xe, ye = x[:160], y[:160], x[160:], y[160:]
     r = train_head(xt, yt, {"test": (xe, ye), "external": (xe[:40], ye[:40])}, head="model1",
-                   task_type="multiclass", n_classes=3, epochs=15, lr=1e-2, batch_size=32, seed=0)
+                   task_type="multiclass", n_classes=3, epochs=15, lr=1e-2, batch_size=32, seed=0, standardize=True)
     m = r.metrics
     assert list(m.columns) == ["epoch", "seconds", "split", "metric", "value"]
     assert len(m) == 15 * 2 * 3 and set(m.epoch) == set(range(1, 16))

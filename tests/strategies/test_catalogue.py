@@ -50,7 +50,8 @@ def test_resnet50_parameter_counts_match_table_1(name):
 
 def test_paper_defaults():
     s = get("DA_L1SB_PFT")
-    assert [(p.trainable, p.lr, p.epochs) for p in s.phases] == [("head", 1e-4, 1000), ("last:1", 1e-5, 100), ("all", 1e-5, 50)]
+    assert [(p.trainable, p.lr, p.epochs) for p in s.phases] == [("head", 1e-4, 1000), ("lastblocks:1", 1e-5, 100),
+                                                                 ("all", 1e-5, 50)]
     assert all(p.batch_size == 16 for p in s.phases)
     assert get("ImageNet").phases == ()
 
@@ -95,3 +96,33 @@ def test_user_strategies_from_yaml(tmp_path):
 
 def test_strategies_serialise_to_json():
     json.dumps([s.to_dict() for _, s in STRATEGIES.items()])
+
+
+def test_first_blocks_and_last_sub_blocks_by_output_stride():
+    """Mehmood et al.'s ResNet words on every family: first block = stem + the units up to output
+    stride 4 (ResNet's layer1), first two = up to stride 8 (layer2); last sub-block = the last block
+    (and any tail layer above it, which must train too)."""
+    from medapt.strategies import mapping_on
+
+    r50 = {n: mapping_on("resnet50", n) for n in ("DA_TF_F1B", "DA_TF_F2B", "DA_L1SB", "DA_L2SB")}
+    assert (r50["DA_TF_F1B"]["n_units"], r50["DA_TF_F1B"]["last_unit"]) == (4, "layer1.2")  # unchanged
+    assert (r50["DA_TF_F2B"]["n_units"], r50["DA_TF_F2B"]["last_unit"]) == (8, "layer2.3")
+    assert r50["DA_L1SB"]["phases"][1]["units"] == ["layer4.2"]
+    assert r50["DA_L2SB"]["phases"][1]["units"] == ["layer4.1", "layer4.2"]
+    lite = {n: mapping_on("tf_efficientnet_lite0", n) for n in ("DA_TF_F1B", "DA_TF_F2B", "DA_L1SB", "DA_L2SB")}
+    # timm's first stage is one 16-channel block (1,824 parameters): not a "first block" in the paper's sense
+    assert (lite["DA_TF_F1B"]["n_units"], lite["DA_TF_F1B"]["last_unit"], lite["DA_TF_F1B"]["output_stride"]) == (
+        4, "blocks.1.1", 4)
+    assert (lite["DA_TF_F2B"]["n_units"], lite["DA_TF_F2B"]["last_unit"], lite["DA_TF_F2B"]["output_stride"]) == (
+        6, "blocks.2.1", 8)
+    assert lite["DA_L1SB"]["phases"][1]["units"] == ["blocks.6.0", "conv_head+bn2"]
+    assert lite["DA_L2SB"]["phases"][1]["units"] == ["blocks.5.3", "blocks.6.0", "conv_head+bn2"]
+    assert params_report("tf_efficientnet_lite0", "ImageNet_TF_F1B")["total"] > 1_824 * 5
+
+
+def test_strategies_backbone_cli_shows_the_mapping(capsys):
+    from medapt.cli import main
+
+    assert main(["strategies", "--backbone", "tf_efficientnet_lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "units 1..4 (stem … blocks.1.1), stride 4" in out and "blocks.6.0, conv_head+bn2 + head" in out

@@ -26,6 +26,9 @@ def register(sub) -> None:
                        "and its phases (data: source = DAPT task, target = each downstream task; trainable units, "
                        "learning rate, epochs), then the parametric families (FAMILY@k). Defaults follow the papers.")
     p.add_argument("--strategies-file", help="also load user strategies from this YAML file")
+    p.add_argument("--backbone", metavar="NAME",
+                   help="also show what each strategy keeps and trains on this backbone (its unit names and output "
+                   "stride): how 'first blocks' and 'last sub-blocks' map onto the backbone's family")
     add_format_option(p)
     p.set_defaults(func=_strategies)
 
@@ -70,6 +73,8 @@ def _strategies(args: argparse.Namespace) -> int:
 
     items = [s.to_dict() for _, s in STRATEGIES.items()]
     families = STRATEGIES.families()
+    if args.backbone:
+        return _mapping(args, [strat for _, strat in STRATEGIES.items()])
     if args.format == "json":
         emit_json({"strategies": items, "families": [{"name": f"{f}@k", "description": d} for f, d in families.items()]})
         return 0
@@ -82,6 +87,25 @@ def _strategies(args: argparse.Namespace) -> int:
     if families:
         print("\nfamilies (k = a cut point of the backbone, e.g. TTL@8):")
         emit_table([[f"{f}@k", d] for f, d in families.items()], ["name", "description"])
+    return 0
+
+
+def _mapping(args: argparse.Namespace, strategies) -> int:
+    from ..strategies import mapping_on
+
+    maps = [mapping_on(args.backbone, s) for s in strategies]
+    if args.format == "json":
+        emit_json(maps)
+        return 0
+    print(f"on {args.backbone} ({maps[0]['family']} family; units in forward order, output stride after the last kept unit)")
+    rows = []
+    for m in maps:
+        keeps = (f"units 1..{m['n_units']} ({m['first_unit']} … {m['last_unit']}), stride {m['output_stride']}")
+        trains = "; ".join(f"{p['name']}: " + (", ".join(p["units"]) if len(p["units"]) <= 3 else
+                                               f"{p['units'][0]} … {p['units'][-1]} ({len(p['units'])} units)")
+                           + " + head" if p["units"] else f"{p['name']}: head" for p in m["phases"]) or "-"
+        rows.append([m["strategy"], m["keep"], keeps, trains])
+    emit_table(rows, ["name", "keep", "keeps on this backbone", "trains"])
     return 0
 
 

@@ -51,6 +51,11 @@ COST_COLUMNS: tuple[str, ...] = (
     "cached",
     "cache_note",
     "shared_by",
+    "reused_seconds",
+    "reused_flops",
+    "standalone_seconds",
+    "standalone_flops",
+    "standalone_kwh",
 )
 
 
@@ -74,6 +79,12 @@ class PhaseMeter:
 
     ``flops_total = images × flops_per_image + added FLOPs``. ``__exit__`` never raises because
     of the energy tracker; an exception inside the block propagates after the meter stops.
+
+    Work this step reused instead of doing — a frozen-prefix cache another step built — is
+    recorded with :meth:`add_reused` (its seconds and FLOPs when it was built), so the row also
+    says what the step would cost **alone** (``standalone_*`` = own + reused; the reused work's
+    energy prorated by this step's own energy per second). A strategy's standalone cost is then the
+    sum over all its steps, whatever order the suite ran them in.
     """
 
     def __init__(
@@ -108,6 +119,8 @@ class PhaseMeter:
         self.cached = False
         self.cache_note = ""
         self.shared_by: list[str] = [self.strategy]
+        self.reused_seconds = 0.0
+        self.reused_flops = 0.0
         self.seconds: float | None = None
         self.energy: EnergyReading | None = None
         self._t0: float | None = None
@@ -181,6 +194,14 @@ class PhaseMeter:
             raise CostError(f"set_flops_per_image: flops must be a finite number >= 0, got {flops!r}.")
         self.flops_per_image = float(flops)
 
+    def add_reused(self, seconds: float, flops: float) -> None:
+        """Work another step did that this one reused (e.g. building a frozen-prefix cache): it is
+        not in this step's time, but in what the step would cost alone."""
+        if not (math.isfinite(float(seconds)) and seconds >= 0 and math.isfinite(float(flops)) and flops >= 0):
+            raise CostError(f"add_reused: seconds and flops must be finite and >= 0, got {seconds!r}, {flops!r}.")
+        self.reused_seconds += float(seconds)
+        self.reused_flops += float(flops)
+
     @property
     def flops_total(self) -> float:
         return self.images * self.flops_per_image + self.extra_flops
@@ -206,6 +227,13 @@ class PhaseMeter:
             "cached": self.cached,
             "cache_note": self.cache_note,
             "shared_by": ";".join(self.shared_by),
+            "reused_seconds": self.reused_seconds,
+            "reused_flops": self.reused_flops,
+            "standalone_seconds": self.seconds + self.reused_seconds,
+            "standalone_flops": self.flops_total + self.reused_flops,
+            # the reused work's energy at this step's own rate (same machine): kWh per second × seconds
+            "standalone_kwh": (self.energy.kwh * (self.seconds + self.reused_seconds) / self.seconds
+                               if self.seconds > 0 else self.energy.kwh),
         }
 
 

@@ -13,8 +13,10 @@
           dataset:  {format: phantom, task: tumor_type, n_per_class: 60}
           external: {format: phantom, task: tumor_type, n_per_class: 40, shift: true}
 
-The source (DAPT) dataset — optional when no strategy pre-trains — and each target's development
-dataset are split with ``split``;
+The source (DAPT) dataset — optional when no strategy pre-trains — is split with ``source_split``
+(default: every image trains, as Mehmood et al. pre-train on all their BraTS slices; give it a
+``val`` fraction for phases that monitor the source task); each target's development dataset is
+split with ``split``;
 an external dataset is never split (every row ``external``).
 """
 
@@ -50,6 +52,9 @@ class DataSection(BaseModel):
     root: Path = Path(".medapt-cache/data")
     split: SplitSpec = SplitSpec()
     source: DatasetSpec | None = None  # only strategies with source (DAPT) phases need one
+    # the source task's own split: by default every image trains (Mehmood et al. pre-train on all
+    # 24,422 BraTS slices); a validation fraction serves phases that monitor the source task
+    source_split: SplitSpec = SplitSpec(train=1.0, val=0.0, test=0.0)
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
 
     @field_validator("channels")
@@ -105,7 +110,7 @@ def prepare_section(
     common = dict(image_size=section.image_size, channels=section.channels, mean=mean, std=std, progress=progress)
     out = {}
     if section.source is not None:
-        out["source"] = prepare_dataset(section.source, root, split=section.split, **common)
+        out["source"] = prepare_dataset(section.source, root, split=section.source_split, **common)
     for name, target in section.targets.items():
         out[name] = prepare_dataset(target.dataset, root, split=section.split, **common)
         if target.external is not None:

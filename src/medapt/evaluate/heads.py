@@ -99,8 +99,8 @@ class HeadResult:
             (``auc``, ``auprc``, ``accuracy``) and ``value`` — one row per epoch × split × metric.
         predictions: split → final-epoch probabilities, float32 (N, C) (softmax) or (N, L) (sigmoid).
         state_dict: final head weights (CPU tensors).
-        feature_mean, feature_std: float32 (D,) standardisation fitted on the training features;
-            apply ``(x - mean) / std`` before the head at inference.
+        feature_mean, feature_std: float32 (D,) standardisation fitted on the training features
+            (zeros and ones without ``standardize``); apply ``(x - mean) / std`` before the head.
         train_loss: mean training loss of each epoch.
     """
 
@@ -195,6 +195,7 @@ def train_head(
     device: str = "cpu",
     progress: bool = False,
     num_threads: int | None = 1,
+    standardize: bool = False,
 ) -> HeadResult:
     """Train a downstream head on frozen features and evaluate it after every epoch.
 
@@ -214,12 +215,15 @@ def train_head(
             ``torch.Generator`` (global RNGs are left alone). Same seed → same result on one device.
         device: torch device string for training.
         progress: show a tqdm bar over epochs.
+        standardize: z-score the features with the training split's statistics (default off: the
+            raw GAP outputs, as Mehmood et al. feed them).
         num_threads: torch CPU threads while training (restored afterwards; ``None`` keeps the
             current setting). Default 1: a head's matrices are too small to gain from more, and
             on a busy machine extra threads spin and slow each step by ~30×.
 
-    Features are standardised with the training mean and standard deviation (a zero standard
-    deviation counts as 1). Loss: softmax + cross-entropy (binary/multiclass) or sigmoid +
+    Features go to the head as they are (the raw GAP outputs, Mehmood et al.'s protocol) unless
+    ``standardize``: then they are z-scored with the training split's mean and standard deviation
+    (a zero standard deviation counts as 1; the evaluation splits use the training statistics). Loss: softmax + cross-entropy (binary/multiclass) or sigmoid +
     binary cross-entropy over non-NaN labels (multi-label).
 
     Returns:
@@ -258,18 +262,24 @@ def train_head(
         torch.set_num_threads(int(num_threads))
     try:
         return _train(x_train, y_train, evals, head=head, task_type=task_type, n_classes=n_classes,
-                      epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed, device=device, progress=progress)
+                      epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed, device=device, progress=progress,
+                      standardize=standardize)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(x_train, y_train, evals, *, head, task_type, n_classes, epochs, lr, batch_size, seed, device, progress):
+def _train(x_train, y_train, evals, *, head, task_type, n_classes, epochs, lr, batch_size, seed, device, progress,
+           standardize):
     """The training loop of :func:`train_head` on validated inputs."""
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(int(seed))  # CPU generator: init and shuffling
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std = np.where(std > 0, std, 1.0).astype(np.float32)
+    if standardize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype(np.float32)
+    else:  # the raw features (identity transform)
+        mean = np.zeros(x_train.shape[1], np.float32)
+        std = np.ones(x_train.shape[1], np.float32)
 
     def standardise(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((a - mean) / std).to(dev)

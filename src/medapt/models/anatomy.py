@@ -19,16 +19,22 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["Unit", "Anatomy", "dissect", "FAMILIES"]
+__all__ = ["Unit", "Anatomy", "dissect", "FAMILIES", "ROLES"]
+
+
+#: what a unit is: the stem, a block of a stage (a "sub-block" in Mehmood et al.), or a tail layer
+#: after the last block (EfficientNet's conv_head + bn2, DenseNet's norm5)
+ROLES = ("stem", "block", "tail")
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit: its name (a module path, or ``stem``/``head_conv``), stage index and module."""
+    """One unit: its name (a module path, or ``stem``/``head_conv``), stage index, module and role."""
 
     name: str
     stage: int  # 0 = stem, 1.. = stages
     module: nn.Module
+    role: str = "block"  # stem | block | tail
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
@@ -86,6 +92,45 @@ class Anatomy:
                 return i
         raise ConfigError(f"no unit named {name!r}; units are {[u.name for u in self.units]}")
 
+    @property
+    def blocks(self) -> list[int]:
+        """0-based indices of the block units (stem and tail layers excluded)."""
+        return [i for i, u in enumerate(self.units) if u.role == "block"]
+
+    def output_strides(self, size: int = 64) -> list[int]:
+        """The output stride of every unit (input size / feature-map size), from one forward pass
+        of a ``size`` × ``size`` zero image (a larger one for networks without padding)."""
+        sizes = []
+        try:
+            x = torch.zeros(1, 3, size, size)
+            with torch.no_grad():
+                modes = [(m, m.training) for u in self.units for m in u.module.modules()]
+                for u in self.units:
+                    u.module.eval()
+                try:
+                    for u in self.units:
+                        x = u.module(x)
+                        sizes.append(x.shape[-1])
+                finally:
+                    for m, t in modes:
+                        m.training = t
+        except RuntimeError:
+            if size >= 256:
+                raise
+            return self.output_strides(256)
+        return [max(1, round(size / s)) for s in sizes]
+
+    def stride_end(self, stride: int) -> int:
+        """The cut point after the last unit whose output stride is at most ``stride`` — "the stem
+        and the stages up to stride S", which is ResNet's layer1 for 4 and layer2 for 8 whatever
+        the family calls its stages (Mehmood et al.'s first blocks, DA_TF_F1B / F2B)."""
+        strides = self.output_strides()
+        kept = [i + 1 for i, s in enumerate(strides) if s <= stride]
+        if not kept or strides[0] > stride:
+            raise ConfigError(f"keep stride:{stride}: this {self.family} backbone's stem already has output stride "
+                              f"{strides[0]}; its units end at strides {sorted(set(strides))}")
+        return max(kept)
+
 
 def _get(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path)
@@ -97,13 +142,13 @@ def _group(model: nn.Module, paths: list[str]) -> nn.Module:
 
 
 def _units_from_table(model: nn.Module, stem: list[str], stages: list[list[list[str]]], tail: list[str], family: str) -> Anatomy:
-    units = [Unit("stem", 0, _group(model, stem))]
+    units = [Unit("stem", 0, _group(model, stem), "stem")]
     for s, stage in enumerate(stages, start=1):
         for j, paths in enumerate(stage):
             units.append(Unit(paths[0], s, _group(model, paths)))
     if tail:
         last = units[-1]
-        units.append(Unit("+".join(tail), last.stage, _group(model, tail)))
+        units.append(Unit("+".join(tail), last.stage, _group(model, tail), "tail"))
     return Anatomy(tuple(units), family)
 
 
@@ -143,7 +188,8 @@ def _densenet(model: nn.Module) -> Anatomy:
 def _cbr(model: nn.Module) -> Anatomy:
     """CBR nets (:mod:`medapt.models.cbr`): a unit per conv-BN-ReLU block with its max-pool; every
     block is its own stage, and block 1 plays the stem (stage 0)."""
-    units = [Unit(paths[0], i, _group(model, paths)) for i, paths in enumerate(model.unit_paths())]
+    units = [Unit(paths[0], i, _group(model, paths), "stem" if i == 0 else "block")
+             for i, paths in enumerate(model.unit_paths())]
     return Anatomy(tuple(units), "cbr")
 
 

@@ -35,7 +35,7 @@ from .model import FlattenHead, GapHead, UnitModel, feature_shape
 
 __all__ = ["Surgery", "Init", "INITS", "HEADS", "build", "new_head", "cut_point"]
 
-_KEEP = re.compile(r"^(all|stages:\d+|cut:\d+)$")
+_KEEP = re.compile(r"^(all|stages:\d+|stride:\d+|cut:\d+)$")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,9 @@ def _flatten_head(units, n_outputs: int, image_size: int) -> nn.Module:
 class Surgery:
     """What happens to the pretrained backbone before any phase.
 
-    ``keep``: ``all`` | ``stages:N`` (stem + first N stages) | ``cut:K`` (units 1..K);
+    ``keep``: ``all`` | ``stride:S`` (the stem and every unit up to output stride S: 4 = ResNet's
+    stem + layer1, 8 = + layer2, for every family) | ``stages:N`` (stem + the family's first N
+    stages) | ``cut:K`` (units 1..K);
     ``init``: a name in :data:`INITS` (``pretrained``, ``random``, …);
     ``head``: a name in :data:`HEADS` (``gap``, ``flatten``).
     """
@@ -88,7 +90,7 @@ class Surgery:
 
     def __post_init__(self) -> None:
         if not isinstance(self.keep, str) or not _KEEP.match(self.keep):
-            raise ConfigError(f"surgery keep {self.keep!r} is not valid; use 'all', 'stages:N' or 'cut:K'")
+            raise ConfigError(f"surgery keep {self.keep!r} is not valid; use 'all', 'stride:S', 'stages:N' or 'cut:K'")
         if self.init not in INITS:
             INITS.get(self.init)  # raises: unknown init, with the registered ones
         if self.head not in HEADS:
@@ -107,6 +109,8 @@ def cut_point(keep: str, anatomy: Anatomy) -> int | None:
     if kind == "cut":
         anatomy._check_cut(int(n))
         return int(n)
+    if kind == "stride":
+        return anatomy.stride_end(int(n))
     stage_ends = anatomy.stage_ends
     if int(n) >= len(stage_ends):
         raise ConfigError(f"keep {keep!r}: this {anatomy.family} backbone has stages 1..{len(stage_ends) - 1} "

@@ -63,7 +63,7 @@ class FlattenHead(nn.Module):
 class UnitModel(nn.Module):
     """Backbone units (``self.units``) followed by a head (``self.head``).
 
-    Attributes: ``unit_names`` and ``unit_stages`` (parallel to ``units``), ``backbone``
+    Attributes: ``unit_names``, ``unit_stages`` and ``unit_roles`` (parallel to ``units``), ``backbone``
     (the architecture name), ``weights`` (:class:`WeightsInfo`) and ``family`` (the anatomy's).
     """
 
@@ -72,6 +72,7 @@ class UnitModel(nn.Module):
         self.units = nn.ModuleList([u.module for u in units])
         self.unit_names = [u.name for u in units]
         self.unit_stages = [u.stage for u in units]
+        self.unit_roles = [u.role for u in units]
         self.head = head
         self.backbone, self.weights, self.family = backbone, weights, family
 
@@ -81,7 +82,8 @@ class UnitModel(nn.Module):
 
     @property
     def anatomy(self) -> Anatomy:
-        return Anatomy(tuple(Unit(n, s, m) for n, s, m in zip(self.unit_names, self.unit_stages, self.units)), self.family)
+        return Anatomy(tuple(Unit(n, s, m, r) for n, s, m, r in
+                             zip(self.unit_names, self.unit_stages, self.units, self.unit_roles)), self.family)
 
     def forward_units(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
         """Run units ``start..end-1`` (0-based, python slice semantics) on ``x``."""

@@ -105,14 +105,14 @@ def slim_units(source: object, k: int, generator: torch.Generator, *, shrink: in
     anatomy._check_cut(k)
     out_channels, rebuild = SLIM_FAMILIES[anatomy.family]
     units = list(anatomy.units)
-    new = [Unit(u.name, u.stage, copy.deepcopy(u.module)) for u in units[:k]]  # pretrained, BN statistics too
+    new = [Unit(u.name, u.stage, copy.deepcopy(u.module), u.role) for u in units[:k]]  # pretrained, BN statistics too
     ch = out_channels(units[k - 1])
     cut_stage = units[k - 1].stage
     for u in units[k:]:
         # the rest of the cut stage keeps its residual width; later stages are slimmed throughout
         module, ch = rebuild(u, ch, u.stage == cut_stage, shrink)
         he_init_(module, generator)
-        new.append(Unit(u.name, u.stage, module))
+        new.append(Unit(u.name, u.stage, module, u.role))
     return SlimUnits(new, ch)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .costs import TRAINING_STEPS, is_measured, params_table, time_energy_table
+from .costs import TRAINING_STEPS, is_measured, params_table, suite_cost, time_energy_table
 from .html import _e, _fmt, _hms, _missing, _table
 from .sections import _table_sentence, section
 
@@ -34,11 +34,15 @@ def time_energy_section(ctx) -> str:
         body.append(_missing("costs.csv is missing from the run directory, so time and energy are not shown."))
         return "\n".join(body)
     te = time_energy_table(rf.costs, ctx.order)
-    shared_runs = rf.costs[rf.costs["step"].astype(str).isin(TRAINING_STEPS)]
-    body.append('<p class="note">Mean over seeds. A step shared by several strategies (shared by &gt; 1) ran '
-                "once but is counted in every strategy's total, i.e. the cost of that strategy run alone. "
-                f"Distinct training steps of this run took {_hms(pd.to_numeric(shared_runs['seconds']).sum())} "
-                f"and {_fmt(pd.to_numeric(shared_runs['kwh']).sum(), 4)} kWh in total (all seeds). "
+    training = suite_cost(rf.costs[rf.costs["step"].astype(str).isin(TRAINING_STEPS)])
+    whole = suite_cost(rf.costs)
+    body.append('<p class="note">Mean over seeds. <b>Each strategy\'s figures are its standalone cost</b>: what it '
+                "would cost run alone — every training step it uses, also those it shares with other strategies "
+                "(shared by &gt; 1: they ran once), and the building of any frozen-prefix cache it reused from "
+                "another step — so the ranking does not depend on the order of the strategies. "
+                f"<b>This run as executed</b> (each step and cache once, all seeds): training "
+                f"{_hms(training['seconds'])} and {_fmt(training['kwh'], 4)} kWh; every step (training, features, "
+                f"heads, …) {_hms(whole['seconds'])} and {_fmt(whole['kwh'], 4)} kWh. "
                 'Energy source: <span class="measured">measured</span> or '
                 '<span class="estimate">estimate</span>. ' + _table_sentence(rf) + "</p>")
     if len(te):

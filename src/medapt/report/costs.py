@@ -14,6 +14,7 @@ import pandas as pd
 __all__ = [
     "MEASURED_PREFIX",
     "TRAINING_STEPS",
+    "suite_cost",
     "expand_shared",
     "strategy_costs",
     "pareto_front",
@@ -41,9 +42,14 @@ TRAINING_STEPS = ("pretrain", "finetune")
 
 
 def expand_shared(costs: pd.DataFrame, step: str | tuple[str, ...] = TRAINING_STEPS) -> pd.DataFrame:
-    """Rows of ``step`` (one kind or several), one copy per strategy that uses each (``strategy`` ∪ ``shared_by``).
+    """Rows of ``step`` (one kind or several), one copy per strategy that uses each (``strategy`` ∪ ``shared_by``):
+    each strategy's **standalone** view, what it would cost run alone.
 
-    Adds ``n_sharing`` (how many strategies use the row) so tables can say the step ran once.
+    ``seconds``, ``kwh`` and ``flops_total`` become the rows' ``standalone_*`` values where
+    ``costs.csv`` has them (a step that reused a frozen-prefix cache another step built is charged
+    for building it too, so the totals do not depend on the order the suite ran the strategies
+    in); the figures of the run as executed stay in ``run_seconds`` / ``run_kwh``. Adds
+    ``n_sharing`` (how many strategies use the row) so tables can say the step ran once.
     """
     rows = costs[costs["step"].astype(str).isin([step] if isinstance(step, str) else list(step))]
     out = []
@@ -60,12 +66,29 @@ def expand_shared(costs: pd.DataFrame, step: str | tuple[str, ...] = TRAINING_ST
     cols = list(costs.columns) + ["n_sharing"]
     table = pd.DataFrame(out, columns=cols)
     table["n_sharing"] = table["n_sharing"].astype("Int64")
+    table["run_seconds"], table["run_kwh"] = table["seconds"], table["kwh"]
+    for col in ("seconds", "kwh", "flops"):
+        alone = f"standalone_{col}"
+        if alone in table:  # run directories written before standalone costs keep their figures
+            target = "flops_total" if col == "flops" else col
+            table[target] = pd.to_numeric(table[alone], errors="coerce").fillna(pd.to_numeric(table[target],
+                                                                                              errors="coerce"))
     return table
+
+
+def suite_cost(costs: pd.DataFrame | None) -> dict[str, float]:
+    """What the run cost as executed: every step once (shared steps and caches once), all kinds."""
+    if costs is None or costs.empty:
+        return {"seconds": 0.0, "kwh": 0.0, "flops": 0.0}
+    return {"seconds": float(pd.to_numeric(costs["seconds"], errors="coerce").sum()),
+            "kwh": float(pd.to_numeric(costs["kwh"], errors="coerce").sum()),
+            "flops": float(pd.to_numeric(costs["flops_total"], errors="coerce").sum())}
 
 
 def strategy_costs(costs: pd.DataFrame | None, inference: pd.DataFrame | None,
                    strategies: list[str]) -> pd.DataFrame:
-    """Per strategy: pre-training ``seconds`` and ``kwh`` (mean over seeds of the per-seed sum),
+    """Per strategy: training ``seconds`` and ``kwh`` run alone (mean over seeds of the per-seed sum of its
+    :func:`expand_shared` rows),
     ``params`` (of the final model) and ``energy_sources``.
 
     A strategy without pretrain rows (the ImageNet baselines) costs 0 s and 0 kWh of

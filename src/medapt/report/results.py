@@ -17,7 +17,7 @@ from . import figures as F
 from .costs import is_measured, pareto_front
 from .html import _cell, _e, _fmt, _missing, _slug, _table, _time_cell
 from ._io import RunFiles
-from .sections import ReportContext, _energy_table, _slice_level_datasets, log, section
+from .sections import ReportContext, _energy_table, _slice_level_datasets, feature_protocol, log, section
 
 #: resamples of the one-seed bootstrap CI over test images
 N_BOOT = 2000
@@ -73,8 +73,8 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
                   "i.e. the uncertainty of the test set only, not of training.")
     else:
         spread = "One seed: no spread over seeds is available."
-    parts = [f'<p class="note">Threshold {threshold:g}. Best = highest AUC over epochs (chosen on the split '
-             "itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
+    parts = [f'<p class="note">{feature_protocol(rf.config)} Threshold {threshold:g}. Best = highest AUC over epochs '
+             "(chosen on the split itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
              "(positive: worse on the external set). "
              + ("Epoch and seconds to the threshold: the median over seeds with the seeds that never reached it counted as censored (the first time by "
                 "which at least half of the seeds had reached it; “not reached” when fewer than half did), "

@@ -116,6 +116,19 @@ def _slice_level_datasets(config: dict | None) -> list[str]:
     return out
 
 
+def feature_protocol(config: dict | None) -> str:
+    """How the frozen-feature heads saw their features, from ``downstream.standardize`` in ``config.yaml``."""
+    down = (config or {}).get("downstream")
+    if not isinstance(down, dict) or "standardize" not in down:
+        return ("Heads were trained on z-scored GAP features (this run directory predates "
+                "<code>downstream.standardize</code>; medapt always standardised then).")
+    if down["standardize"]:
+        return ("Heads were trained on GAP features z-scored with the training split's mean and standard deviation "
+                "(<code>downstream.standardize: true</code>; Mehmood et al. use the raw features).")
+    return ("Heads were trained on the raw GAP features, as Mehmood et al. feed them "
+            "(<code>downstream.standardize: false</code>).")
+
+
 def strategy_order(rf: RunFiles) -> list[str]:
     names: list[str] = []
     cfg_strats = (rf.config or {}).get("strategies")

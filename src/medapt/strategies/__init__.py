@@ -6,7 +6,7 @@ from .surgery import BN_POLICIES, apply_phase, count_params, param_groups, train
 
 __all__ = ["DATA_ROLES", "MONITORS", "PRESETS", "STRATEGIES", "Phase", "Plateau", "Strategy", "Surgery", "from_dict",
            "get", "load_yaml", "names", "parse_trainable", "phase_from_dict", "register", "BN_POLICIES", "apply_phase",
-           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep"]
+           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep", "mapping_on"]
 
 
 def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1, bn_policy: str = "frozen",
@@ -25,6 +25,29 @@ def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1
     phases = [{"name": p.name, "data": p.data, "trainable": count_params(model, p, bn_policy)[1]} for p in s.phases]
     return {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
             "keeps": model.n_units, "total": total, "phases": phases}
+
+
+def mapping_on(backbone: str, strategy: str | Strategy) -> dict:
+    """What a strategy keeps and trains on one backbone, in that backbone's unit names.
+
+    ``keeps``: the kept units (count, first and last name, output stride after the last one);
+    ``phases``: per phase the trainable units' names (``head`` only: none). This is how Mehmood
+    et al.'s ResNet-specific words (first blocks, last sub-blocks) map onto another family.
+    """
+    from ..models import build
+
+    s = get(strategy) if isinstance(strategy, str) else strategy
+    model = build(backbone, s.surgery)
+    anatomy = model.anatomy
+    strides = anatomy.output_strides()
+    phases = []
+    for p in s.phases:
+        idx = trainable_unit_indices(model, p.trainable)
+        phases.append({"name": p.name, "data": p.data, "trainable": p.trainable,
+                       "units": [model.unit_names[i] for i in idx]})
+    return {"strategy": s.name, "backbone": backbone, "family": model.family, "keep": s.surgery.keep,
+            "n_units": model.n_units, "first_unit": model.unit_names[0], "last_unit": model.unit_names[-1],
+            "output_stride": strides[-1], "phases": phases}
 
 
 def describe_keep(strategy: Strategy) -> str:

@@ -28,8 +28,8 @@ from ..registry import Registry
 __all__ = ["Phase", "Plateau", "Surgery", "Strategy", "STRATEGIES", "PRESETS", "get", "names", "register",
            "load_yaml", "parse_trainable", "phase_from_dict", "from_dict", "DATA_ROLES", "MONITORS"]
 
-_TRAINABLE = re.compile(r"^(head|all|last:\d+|from:\d+|units:[\w.,+-]+)$")
-_LR_SELECTOR = re.compile(r"^(head|backbone|all|last:\d+|from:\d+|units:[\w.,+-]+)$")
+_TRAINABLE = re.compile(r"^(head|all|last:\d+|lastblocks:\d+|from:\d+|units:[\w.,+-]+)$")
+_LR_SELECTOR = re.compile(r"^(head|backbone|all|last:\d+|lastblocks:\d+|from:\d+|units:[\w.,+-]+)$")
 DATA_ROLES = ("source", "target")
 MONITORS = ("auroc", "auprc", "loss")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -39,10 +39,13 @@ def parse_trainable(spec: str) -> str:
     """Validate a phase's ``trainable`` spec.
 
     ``head`` (only the head), ``all`` (every unit + head), ``last:N`` (the last N units + head),
-    ``from:K`` (units after cut point K + head), ``units:a,b`` (named units + head).
+    ``lastblocks:N`` (the last N blocks — Mehmood et al.'s sub-blocks — and any tail layer after
+    them, e.g. EfficientNet's conv_head; the same as ``last:N`` on a ResNet), ``from:K`` (units
+    after cut point K + head), ``units:a,b`` (named units + head).
     """
     if not isinstance(spec, str) or not _TRAINABLE.match(spec):
-        raise ConfigError(f"trainable spec {spec!r} is not valid; use 'head', 'all', 'last:N', 'from:K' or 'units:NAME,NAME'")
+        raise ConfigError(f"trainable spec {spec!r} is not valid; use 'head', 'all', 'last:N', 'lastblocks:N', "
+                          "'from:K' or 'units:NAME,NAME'")
     return spec
 
 
@@ -290,6 +293,10 @@ MEHMOOD = "Mehmood et al., Resource-efficient domain adaptive pre-training for m
 PENG = "Peng et al., Rethinking Transfer Learning for Medical Image Classification"
 RAGHU = "Raghu et al., Transfusion: Understanding Transfer Learning for Medical Imaging"
 P1 = Phase("phase1", "head", lr=1e-4, epochs=1000)
+# Mehmood et al.'s blocks are ResNet50's: "first block" = stem + layer1 (output stride 4), "first two
+# blocks" = + layer2 (stride 8); "last sub-block" = the last bottleneck. For every family the same
+# meaning comes from output strides (keep stride:4 / stride:8) and from blocks (lastblocks:N), not
+# from how timm groups a family's stages (EfficientNet's first timm stage is one 1,824-parameter block).
 
 
 def _p(name: str, trainable: str, epochs: int) -> Phase:
@@ -304,22 +311,22 @@ for _s in [
     Strategy("ImageNet", "baseline", description="ImageNet weights, no DAPT", reference=MEHMOOD),
     Strategy("DA", "full DAPT", phases=(P1, _p("phase2", "all", 150)),
              description="head warm-up, then every unit trains", reference=MEHMOOD),
-    Strategy("DA_L1SB", "partial DAPT", phases=(P1, _p("phase2", "last:1", 150)),
-             description="head warm-up, then the last sub-block trains", reference=MEHMOOD),
-    Strategy("DA_L2SB", "partial DAPT", phases=(P1, _p("phase2", "last:2", 150)),
-             description="head warm-up, then the last two sub-blocks train", reference=MEHMOOD),
-    Strategy("DA_L1SB_PFT", "hybrid DAPT", phases=(P1, _p("phase2", "last:1", 100), _p("phase3", "all", 50)),
+    Strategy("DA_L1SB", "partial DAPT", phases=(P1, _p("phase2", "lastblocks:1", 150)),
+             description="head warm-up, then the last block (sub-block) trains", reference=MEHMOOD),
+    Strategy("DA_L2SB", "partial DAPT", phases=(P1, _p("phase2", "lastblocks:2", 150)),
+             description="head warm-up, then the last two blocks (sub-blocks) train", reference=MEHMOOD),
+    Strategy("DA_L1SB_PFT", "hybrid DAPT", phases=(P1, _p("phase2", "lastblocks:1", 100), _p("phase3", "all", 50)),
              description="head warm-up, last sub-block, then every unit", reference=MEHMOOD),
-    Strategy("DA_L2SB_PFT", "hybrid DAPT", phases=(P1, _p("phase2", "last:2", 100), _p("phase3", "all", 50)),
+    Strategy("DA_L2SB_PFT", "hybrid DAPT", phases=(P1, _p("phase2", "lastblocks:2", 100), _p("phase3", "all", 50)),
              description="head warm-up, last two sub-blocks, then every unit", reference=MEHMOOD),
-    Strategy("DA_TF_F1B", "simplified + DAPT", Surgery(keep="stages:1"), phases=(P1, _p("phase2", "all", 150)),
-             description="stem + first stage only, DAPT on all of it", reference=MEHMOOD),
-    Strategy("DA_TF_F2B", "simplified + DAPT", Surgery(keep="stages:2"), phases=(P1, _p("phase2", "all", 150)),
-             description="stem + first two stages only, DAPT on all of it", reference=MEHMOOD),
-    Strategy("ImageNet_TF_F1B", "simplified baseline", Surgery(keep="stages:1"),
-             description="stem + first stage with ImageNet weights, no DAPT", reference=MEHMOOD),
-    Strategy("ImageNet_TF_F2B", "simplified baseline", Surgery(keep="stages:2"),
-             description="stem + first two stages with ImageNet weights, no DAPT", reference=MEHMOOD),
+    Strategy("DA_TF_F1B", "simplified + DAPT", Surgery(keep="stride:4"), phases=(P1, _p("phase2", "all", 150)),
+             description="stem + the units up to output stride 4 (ResNet: layer1), DAPT on all of it", reference=MEHMOOD),
+    Strategy("DA_TF_F2B", "simplified + DAPT", Surgery(keep="stride:8"), phases=(P1, _p("phase2", "all", 150)),
+             description="stem + the units up to output stride 8 (ResNet: layer2), DAPT on all of it", reference=MEHMOOD),
+    Strategy("ImageNet_TF_F1B", "simplified baseline", Surgery(keep="stride:4"),
+             description="stem + the units up to output stride 4 with ImageNet weights, no DAPT", reference=MEHMOOD),
+    Strategy("ImageNet_TF_F2B", "simplified baseline", Surgery(keep="stride:8"),
+             description="stem + the units up to output stride 8 with ImageNet weights, no DAPT", reference=MEHMOOD),
     Strategy("FTL", "fine-tuning", phases=(_target("finetune", "all"),),
              description="pretrained backbone + new head, everything fine-tuned on the target task", reference=PENG),
     Strategy("LinearProbe", "linear probe", phases=(_target("probe", "head"),),

@@ -34,6 +34,11 @@ def trainable_unit_indices(model: UnitModel, spec: str) -> list[int]:
         if not 1 <= k <= n:
             raise ConfigError(f"trainable 'last:{k}' but the model has {n} units")
         return list(range(n - k, n))
+    if kind == "lastblocks":
+        k, blocks = int(arg), model.anatomy.blocks
+        if not 1 <= k <= len(blocks):
+            raise ConfigError(f"trainable 'lastblocks:{k}' but the model has {len(blocks)} blocks")
+        return list(range(blocks[-k], n))  # the blocks and every unit after them (a tail layer)
     if kind == "from":
         k = int(arg)
         if not 0 <= k < n:

@@ -88,7 +88,9 @@ class DownstreamSpec(_Model):
     """Mehmood et al.'s downstream protocol: frozen GAP features, MLP heads, Adam 5e-5, 500 epochs, batch 64.
 
     ``metrics`` are stored per epoch for the test, validation and external splits (``auc`` is
-    required: the summaries and the report are built on it).
+    required: the summaries and the report are built on it). ``standardize``: z-score the features
+    with the training split's statistics before the heads (default false: the raw GAP outputs, the
+    paper's protocol).
     """
 
     heads: list[str] = Field(default_factory=lambda: ["model1", "model2"])
@@ -96,6 +98,7 @@ class DownstreamSpec(_Model):
     lr: float = Field(5e-5, gt=0)
     batch_size: int | None = Field(64, ge=1)
     threshold: float = Field(0.9, gt=0, le=1)
+    standardize: bool = False
     metrics: list[str] = Field(default_factory=lambda: ["auc", "auprc", "accuracy"])
 
     @field_validator("metrics")
@@ -175,11 +178,12 @@ class Experiment(_Model):
             for p in s.phases:
                 for a in p.augment:
                     AUGMENTATIONS.get(a)
-                if p.monitor is not None and self.data.split.val <= 0:
+                split, field = (self.data.split, "data.split") if p.target else (self.data.source_split, "data.source_split")
+                if p.monitor is not None and split.val <= 0:
                     where = ("task(s) " + ", ".join(repr(t) for t in self.data.targets)) if p.target else "the source task"
                     raise ValueError(
                         f"strategy {name!r}, phase {p.name!r} monitors validation {p.monitor} on {where}, but the 'val' "
-                        f"split is absent (data.split.val is {self.data.split.val}); set data.split.val (e.g. 0.15) or "
+                        f"split is absent ({field}.val is {split.val}); set {field}.val (e.g. 0.15) or "
                         f"schedule.phases.{p.name}.monitor: none")
         return self
 

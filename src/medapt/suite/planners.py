@@ -116,7 +116,7 @@ class Builder:
 
     def source(self) -> Step | None:
         d = self.exp.data
-        return None if d.source is None else self.prepare(d.source, d.split, "source")
+        return None if d.source is None else self.prepare(d.source, d.source_split, "source")
 
     def target(self, task: str) -> tuple[Step, Step | None]:
         """(development dataset, external set or None) of a target task."""
@@ -223,7 +223,8 @@ class DownstreamPlanner(Planner):
                         inputs["external"] = ext
                     d = exp.downstream
                     for head in d.heads:
-                        hkey = HeadKey(head, task, d.epochs, d.lr, d.batch_size, seed, tuple(sorted(d.metrics)))
+                        hkey = HeadKey(head, task, d.epochs, d.lr, d.batch_size, seed, tuple(sorted(d.metrics)),
+                                       d.standardize)
                         b.plan.add(Step("head", hkey, inputs, label=f"{head} {task}"), name,
                                    tag={"strategy": name, "seed": seed, "head": head, "task": task})
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError, RunDirError, RunLockedError
+from ..train import isolated_rng
 from .context import RunContext
 from .executors import EXECUTORS
 from .experiment import Experiment, load_experiment
@@ -76,8 +77,9 @@ def _git_hash() -> str | None:
         return None
 
 
-def environment(runtime=None) -> dict[str, Any]:
-    """Versions, git hash and the runtime (device, precision, processes), for ``environment.json``."""
+def environment(runtime=None, deterministic: bool = False) -> dict[str, Any]:
+    """Versions, git hash, the runtime (device, precision, processes) and the determinism settings,
+    for ``environment.json``."""
     import torch
 
     from ..train import Runtime
@@ -95,6 +97,12 @@ def environment(runtime=None) -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(dev), "gpu": gpu,
             "precision": runtime.precision, "channels_last": runtime.channels_last, "nproc_per_node": runtime.nproc,
+            "seeding": "Python, NumPy and torch seeded from each step's seed before it runs",
+            "deterministic": {"engine.deterministic": bool(deterministic),
+                              "torch.use_deterministic_algorithms": bool(deterministic),
+                              "cudnn.benchmark": False if deterministic else torch.backends.cudnn.benchmark,
+                              "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+                              if deterministic else None},
             "packages": pkgs, "git": _git_hash(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -186,10 +194,10 @@ def run_experiment(
         from ..cost import prime_energy_tracker
 
         prime_energy_tracker()  # CodeCarbon's one-off CPU lookup, while the data is prepared
-    with RunLock(run_dir):
+    with RunLock(run_dir), isolated_rng(exp.engine.deterministic):
         _check_run_dir(run_dir, exp, force)
         atomic_write_text(run_dir / "config.yaml", exp.to_yaml())
-        atomic_write_json(run_dir / "environment.json", environment(runtime))
+        atomic_write_json(run_dir / "environment.json", environment(runtime, exp.engine.deterministic))
         with _RunLog(run_dir / "log.txt"):
             log.info("run %s: %d steps planned (%s) in %s on %s", exp.name, len(plan.steps),
                      ", ".join(f"{k} {v}" for k, v in plan.counts().items()), run_dir, _describe_runtime(runtime))

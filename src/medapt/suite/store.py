@@ -20,9 +20,24 @@ from typing import Any
 from ..atomic import atomic_write_json
 from .graph import Step, key_dict
 
-__all__ = ["StepStore"]
+__all__ = ["StepStore", "step_seed", "seed_step"]
 
 log = logging.getLogger("medapt.suite")
+
+
+def step_seed(step: Step) -> int:
+    """The seed a step runs under: its key's suite seed, else one derived from its hash."""
+    seed = getattr(step.key, "seed", None)
+    return int(seed) if seed is not None else int(step.hash[:8], 16)
+
+
+def seed_step(step: Step, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch from the step's seed before it runs (the data order has its
+    own generators), so a step's numbers never depend on what ran before it in the process; with
+    ``deterministic`` also switch torch to deterministic algorithms."""
+    from ..train import seed_everything
+
+    seed_everything(step_seed(step), deterministic)
 
 
 class StepStore:
@@ -72,6 +87,7 @@ class StepStore:
 
         work = self.partial(step)
         work.mkdir(parents=True, exist_ok=True)
+        seed_step(step, ctx.experiment.engine.deterministic)
         t0 = time.perf_counter()
         result = (run or KINDS.get(step.kind).run)(ctx, step, work) or {}
         return self.complete(step, result, time.perf_counter() - t0)

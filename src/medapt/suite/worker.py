@@ -23,7 +23,7 @@ from .context import RunContext
 from .experiment import experiment_from_dict
 from .kinds import KINDS
 from .planners import extend_plan, plan_experiment
-from .store import StepStore
+from .store import StepStore, seed_step
 
 
 def _experiment(run_dir: Path):
@@ -41,6 +41,7 @@ def run_step(run_dir: Path, step_id: str) -> None:
             raise MedaptError(f"step {step_id} is not in the plan of {run_dir / 'config.yaml'}")
     step = plan.get(step_id)
     ctx = RunContext(exp, run_dir, store, Path(exp.data.root), runtime, progress=False)
+    seed_step(step, exp.engine.deterministic)
     result = KINDS.get(step.kind).run(ctx, step, store.partial(step))
     if runtime.is_main:
         atomic_write_json(store.partial(step) / "result.json", result)

@@ -22,7 +22,8 @@ from torch import nn
 from ..atomic import atomic_path
 from ..models.model import GapHead, UnitModel
 
-__all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest"]
+__all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest", "record_build",
+           "build_record"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,30 @@ def _data_digest(x: np.ndarray) -> str:
     for i in range(0, len(x), step):
         h.update(np.ascontiguousarray(x[i]).tobytes())
     return h.hexdigest()[:20]
+
+
+def _record_path(cache: np.ndarray | Path) -> Path:
+    path = Path(cache.filename if isinstance(cache, np.memmap) else cache)
+    return path.with_name(path.name + ".cost.json")
+
+
+def record_build(cache: np.ndarray | Path, seconds: float, flops: float) -> None:
+    """Store what building a prefix cache cost (beside it), so a step that reuses it can say what
+    it would have cost alone."""
+    from ..atomic import atomic_write_json
+
+    atomic_write_json(_record_path(cache), {"seconds": float(seconds), "flops": float(flops)}, indent=None)
+
+
+def build_record(cache: np.ndarray | Path) -> dict | None:
+    """The build cost :func:`record_build` stored for a cache, or ``None`` (not recorded)."""
+    import json
+
+    p = _record_path(cache)
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 @torch.no_grad()

@@ -33,16 +33,15 @@ from ..models.model import GapHead, UnitModel
 from ..strategies.catalogue import Phase
 from ..strategies.surgery import BN_POLICIES, apply_phase, param_groups
 from .augment import augmenter
-from .cache import CachePlan, build_prefix_cache, plan_cache
+from .cache import CachePlan, build_prefix_cache, build_record, plan_cache, record_build
 from .runtime import Runtime
+from .validate import MONITOR_METRIC, Monitor, changing_state, predict, scores
 
-__all__ = ["EngineConfig", "PhaseResult", "RunningPart", "PhaseFlops", "train_phase", "phase_flops", "predict", "loss_for",
-           "class_weight_vector", "TASK_TYPES", "MONITOR_METRIC"]
+__all__ = ["EngineConfig", "PhaseResult", "RunningPart", "PhaseFlops", "train_phase", "phase_flops", "loss_for",
+           "class_weight_vector", "TASK_TYPES"]
 
 log = logging.getLogger(__name__)
 TASK_TYPES = ("binary", "multiclass", "multilabel")
-#: a phase's ``monitor`` → the name of the validation metric in the curves (``metrics.csv``)
-MONITOR_METRIC = {"auroc": "auc", "auprc": "auprc", "loss": "loss"}
 
 
 @dataclass(frozen=True)
@@ -280,101 +279,6 @@ class _Progress:
             self.bar.close()
 
 
-class _Monitor:
-    """The validation side of a phase: score, plateau schedule, early stopping, best weights."""
-
-    def __init__(self, phase: Phase, optimizer: torch.optim.Optimizer):
-        self.phase = phase
-        self.name = phase.monitor
-        self.metric = MONITOR_METRIC.get(self.name or "", "")
-        self.maximise = self.name in ("auroc", "auprc")
-        self.best_score: float | None = None
-        self.best_epoch = 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.bad_epochs = 0
-        self.scheduler = None
-        if phase.plateau is not None:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max" if self.maximise else "min", factor=phase.plateau.factor,
-                patience=phase.plateau.patience)
-
-    def update(self, epoch: int, score: float, model: UnitModel, optimizer) -> str:
-        """Record ``score`` for ``epoch``; return a reason to stop ('' to go on)."""
-        if not math.isfinite(score):
-            raise ConfigError(f"phase {self.phase.name!r}: validation {self.metric} is {score} at epoch {epoch}; "
-                              "the validation split needs both classes (or lower the learning rate)")
-        better = self.best_score is None or (score > self.best_score if self.maximise else score < self.best_score)
-        if better:
-            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
-            self.best_state = _changing_state(model)
-        else:
-            self.bad_epochs += 1
-        if self.scheduler is not None:
-            self.scheduler.step(score)
-            g = optimizer.param_groups[0]
-            base_lr = g["lr"] / g.get("lr_mult", 1.0)
-            if base_lr < self.phase.plateau.min_lr:
-                return f"learning rate {base_lr:.3g} fell below min_lr {self.phase.plateau.min_lr:g}"
-        if self.phase.early_stop is not None and self.bad_epochs >= self.phase.early_stop:
-            return f"no improvement of validation {self.metric} for {self.bad_epochs} epochs"
-        return ""
-
-    def state(self) -> dict:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "bad_epochs": self.bad_epochs,
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
-
-    def load(self, state: dict) -> None:
-        self.best_score, self.best_epoch = state["best_score"], int(state["best_epoch"])
-        self.best_state, self.bad_epochs = state["best_state"], int(state["bad_epochs"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-
-
-def _probabilities(logits: torch.Tensor, task_type: str) -> np.ndarray:
-    """(N, C) probabilities in the layout of :mod:`medapt.evaluate.metrics` (binary: [1-p, p])."""
-    logits = logits.float()
-    if task_type == "multiclass":
-        return torch.softmax(logits, dim=1).double().cpu().numpy()
-    p = torch.sigmoid(logits).double().cpu().numpy()
-    if task_type == "binary":
-        p = p.reshape(-1, 1)
-        return np.concatenate([1 - p, p], axis=1)
-    return p
-
-
-@torch.no_grad()
-def predict(model: UnitModel, x: np.ndarray, rows: np.ndarray, *, task_type: str, runtime: Runtime,
-            batch_size: int = 64, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities of ``model`` (from cut point ``start``) on ``x[rows]``, in eval mode.
-
-    Every module's train/eval flag is restored afterwards, so a phase can score validation
-    between its epochs.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    logits = []
-    try:
-        for s in range(0, len(rows), batch_size):
-            xb = runtime.to_device(torch.as_tensor(np.asarray(x[rows[s : s + batch_size]], dtype=np.float32)))
-            with runtime.autocast():
-                logits.append(model.forward_from(xb, start).float().cpu())
-    finally:
-        for m, t in modes:
-            m.training = t
-    out = torch.cat(logits) if logits else torch.zeros(0, model.head.n_outputs)
-    return out.numpy(), _probabilities(out, task_type)
-
-
-def _scores(logits: np.ndarray, probs: np.ndarray, y: np.ndarray, task_type: str, loss_fn) -> dict[str, float]:
-    from ..evaluate.metrics import METRICS  # pure scikit-learn functions; the heads use them too
-
-    out = {"loss": float(loss_fn(torch.from_numpy(logits), torch.as_tensor(y)))}
-    for name in ("auc", "auprc", "accuracy"):
-        out[name] = float(METRICS.get(name)(y, probs, task_type))
-    return out
-
-
 def train_phase(
     model: UnitModel,
     phase: Phase,
@@ -452,20 +356,26 @@ def train_phase(
     t0 = time.perf_counter()
     val_inputs, val_in_rows = x, val_rows
     if plan.use:
-        def cached(r: np.ndarray) -> tuple[np.ndarray, bool]:
+        def cached(r: np.ndarray) -> np.ndarray:
             key = None if data_key is None else f"{data_key}|{hashlib.sha256(r.tobytes()).hexdigest()[:16]}"
-            return build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=r,
-                                      batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+            tb = time.perf_counter()
+            arr, reused = build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=r,
+                                             batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+            if meter is not None:
+                flops = _forward_flops(model, plan, x, rt) * len(r)
+                if not reused:  # built here: this step's cost, recorded for the steps that reuse it
+                    meter.add_flops(flops)
+                    record_build(arr, time.perf_counter() - tb, flops)
+                else:  # built by another step: what this step would cost alone includes it
+                    rec = build_record(arr) or {"seconds": 0.0, "flops": flops}
+                    meter.add_reused(rec["seconds"], rec["flops"])
+            return arr
 
-        inputs, reused = cached(rows)
+        inputs = cached(rows)
         start, in_rows = plan.cut, np.arange(len(rows))  # the cache is aligned with `rows`
-        if meter is not None and not reused:
-            meter.add_flops(_forward_flops(model, plan, x, rt) * len(rows))
         if val_rows is not None:
-            val_inputs, val_reused = cached(val_rows)
+            val_inputs = cached(val_rows)
             val_in_rows = np.arange(len(val_rows))
-            if meter is not None and not val_reused:
-                meter.add_flops(_forward_flops(model, plan, x, rt) * len(val_rows))
     else:
         inputs, start, in_rows = x, 0, rows
     running = RunningPart(model, start)
@@ -480,7 +390,7 @@ def train_phase(
     if len(groups) > 1:
         log.info("%s: learning rates %s", desc, ", ".join(f"{g['lr']:g} (x{g['lr_mult']:g}, "
                                                          f"{sum(p.numel() for p in g['params']):,} params)" for g in groups))
-    monitor = _Monitor(phase, optimizer)
+    monitor = Monitor(phase, optimizer)
     step_module = rt.wrap(running)
     n_classes = model.head.n_outputs if task_type != "binary" else 2
     weights = class_weight_vector(phase.class_weights, y[rows], task_type, n_classes)
@@ -553,18 +463,18 @@ def train_phase(
         if val_rows is not None:
             logits_v, probs_v = predict(model, val_inputs, val_in_rows, task_type=task_type, runtime=rt,
                                         batch_size=cfg.eval_batch_size, start=start)
-            scores = _scores(logits_v, probs_v, y[val_rows], task_type, loss_fn)
+            val = scores(logits_v, probs_v, y[val_rows], task_type, loss_fn)
             lr_now = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
-            stop_reason = monitor.update(epoch, scores[monitor.metric], model, optimizer)
-            curve.append({"epoch": epoch, "seconds": elapsed, "lr": lr_now, "train_loss": losses[-1], **scores})
-            extra = f" val {monitor.metric} {scores[monitor.metric]:.4f}"
+            stop_reason = monitor.update(epoch, val[monitor.metric], model, optimizer)
+            curve.append({"epoch": epoch, "seconds": elapsed, "lr": lr_now, "train_loss": losses[-1], **val})
+            extra = f" val {monitor.metric} {val[monitor.metric]:.4f}"
             if meter is not None:
                 meter.add_flops(_eval_flops(running, val_inputs, val_in_rows, rt) * len(val_rows))
         else:
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
                           "train_loss": losses[-1]})
         if rt.is_main:  # ranks hold the same weights under DDP; one writes
-            _save_checkpoint(ckpt_path, {"model": _changing_state(model), "optimizer": optimizer.state_dict(),
+            _save_checkpoint(ckpt_path, {"model": changing_state(model), "optimizer": optimizer.state_dict(),
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
                                          "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
                                          "monitor": monitor.state() if val_rows is not None else None})
@@ -590,16 +500,6 @@ def train_phase(
                        epochs_run=epochs_run, best_epoch=best_epoch, monitor=phase.monitor,
                        best_score=monitor.best_score if val_rows is not None else None, stop_reason=stop_reason,
                        augment=list(augment_names), curve=curve)
-
-
-def _changing_state(model: UnitModel) -> dict[str, torch.Tensor]:
-    """What a phase can change: trainable parameters and the buffers (BN statistics).
-
-    Frozen parameters are left out, so a 1000-epoch head-only phase writes kilobytes per
-    epoch, not the whole backbone; they are restored from the phase's starting weights.
-    """
-    keep = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
 
 
 def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime) -> float:

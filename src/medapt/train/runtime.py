@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["Runtime", "resolve_device", "seed_everything", "PRECISIONS", "available_devices"]
+__all__ = ["Runtime", "resolve_device", "seed_everything", "isolated_rng", "PRECISIONS", "available_devices"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -60,14 +60,39 @@ def available_devices(device_type: str) -> int:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (for entry points only: library calls take generators)."""
+    """Seed Python, NumPy and torch (for entry points only: library calls take generators).
+
+    ``deterministic``: also ``torch.use_deterministic_algorithms(True)`` (an operation without a
+    deterministic implementation then raises, naming itself), cuDNN without benchmarking, and the
+    cuBLAS workspace setting deterministic CUDA matmuls need (``CUBLAS_WORKSPACE_CONFIG``).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def isolated_rng(deterministic: bool = False):
+    """Run a block with its own RNG states and determinism settings, then restore the caller's:
+    Python's, NumPy's and torch's (CPU and CUDA) generators, ``use_deterministic_algorithms`` and
+    cuDNN benchmarking. `medapt run` seeds inside it, so a notebook's own streams are untouched."""
+    py, npy = random.getstate(), np.random.get_state()
+    det, bench = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.use_deterministic_algorithms(det)
+        torch.backends.cudnn.benchmark = bench
 
 
 @dataclass

@@ -28,6 +28,7 @@ class HeadKey:
     batch_size: int | None
     seed: int
     metrics: tuple[str, ...]
+    standardize: bool = False  # z-score the features (train statistics) before the head
     device: str = "cpu"  # heads are tiny MLPs: they always train on the CPU (a GPU would only add transfers)
 
 
@@ -71,7 +72,7 @@ class Head(StepKind):
         with meter:
             res = train_head(feats[tr], ds.labels[tr], evals, head=k.head, task_type=ds.task_type,
                              n_classes=ds.n_classes, epochs=k.epochs, lr=k.lr, batch_size=k.batch_size,
-                             seed=k.seed, device=k.device)
+                             seed=k.seed, device=k.device, standardize=k.standardize)
             meter.add_images(len(tr) * k.epochs)
         res.metrics[res.metrics["metric"].isin(k.metrics)].to_csv(workdir / "metrics.csv", index=False)
         frames = []
