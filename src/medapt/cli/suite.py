@@ -74,6 +74,10 @@ def _run(args: argparse.Namespace) -> int:
                          executor=args.executor, report=not args.no_report)
     if args.dry_run:
         _print_plan(res.dry_run, args.format)
+        if args.format != "json":
+            from ..suite.study import sharing_line
+
+            print(sharing_line(res.plan))
         return 0
     summary = {"run_dir": str(res.run_dir), "executed": len(res.executed), "reused": len(res.reused),
                "report": str(res.report) if res.report else None, "seconds": round(time.perf_counter() - t0, 1)}

@@ -97,6 +97,10 @@ def create_backbone(name: str, weights: str | os.PathLike = "none") -> tuple[nn.
         elif w != "none":
             path = Path(w).expanduser()
             sd = load_state_dict_file(path)
+            from .continual import is_unit_state_dict, unit_to_backbone_keys
+
+            if is_unit_state_dict(sd):  # a medapt run's checkpoint: continual pre-training
+                sd = unit_to_backbone_keys(model, sd, str(path))
             _load_into(model, sd, str(path))
             info = WeightsInfo("file", mean=info.mean, std=info.std, input_size=info.input_size, path=str(path))
     return model, info

@@ -59,6 +59,16 @@ class RunContext:
     _datasets: dict[str, PreparedDataset] = field(default_factory=dict)
 
     def dataset(self, prepare_step: Step) -> PreparedDataset:
+        if prepare_step.kind == "fewshot":  # a few-shot subset of a prepared dataset's training split
+            if prepare_step.id not in self._datasets:
+                import numpy as np
+
+                from .kinds.fewshot import subset_view
+
+                rows = np.load(self.store.path(prepare_step) / "rows.npy")
+                self._datasets[prepare_step.id] = subset_view(self.dataset(prepare_step.inputs["data"]), rows,
+                                                              prepare_step.hash)
+            return self._datasets[prepare_step.id]
         path = self.store.result(prepare_step)["path"]
         if path not in self._datasets:
             self._datasets[path] = load_prepared(Path(path))

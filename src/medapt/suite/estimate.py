@@ -47,11 +47,16 @@ class Estimator:
 
     def dataset(self, prepare_step) -> dict[str, int] | None:
         """Images per split (+ ``n``, ``classes``) of a dataset; once per dataset (sizing reads a real source)."""
+        if prepare_step.kind == "fewshot":  # k per class in training; the other splits as the task's
+            base = self.dataset(prepare_step.inputs["data"])
+            return None if base is None else {**base, "train": min(base["train"], prepare_step.key.shots * base["classes"])}
         if prepare_step.id not in self._sizes:
             self._sizes[prepare_step.id] = KINDS.get("prepare").size(prepare_step, self.store)
         return self._sizes[prepare_step.id]
 
     def task_type(self, prepare_step) -> str:
+        if prepare_step.kind == "fewshot":
+            prepare_step = prepare_step.inputs["data"]
         info = self.store.info(prepare_step)
         if info is not None:
             return info["result"]["task_type"]

@@ -22,7 +22,7 @@ from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
-           "load_experiment", "experiment_from_dict"]
+           "SourceSpec", "StatsSpec", "load_experiment", "experiment_from_dict"]
 
 
 class _Model(BaseModel):
@@ -50,6 +50,10 @@ class ScheduleSpec(_Model):
     lr: dict[str, float] = Field(default_factory=dict)
     batch_size: int | None = Field(None, ge=1)
     phases: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: a named schedule for the target (fine-tuning) phases: ``bit-hyperrule`` (Kolesnikov et al.,
+    #: as used by Cherti & Jitsev) sets optimizer, lr, batch and epochs from the training-set size
+    #: (medapt.suite.study.bit_hyperrule); ``none`` keeps the strategies' own values
+    rule: Literal["none", "bit-hyperrule"] = "none"
 
 
 class EngineSpec(_Model):
@@ -135,6 +139,41 @@ class CostSpec(_Model):
     inference_repeats: int = Field(5, ge=1)
 
 
+class SourceSpec(_Model):
+    """One weight source of a study (Hosseinzadeh Taher et al.'s benchmark axis).
+
+    ``backbone``: timm name or ``torchvision:<name>``; ``weights``: ``none`` | ``embedded`` |
+    ``imagenet`` | a local state dict (``.safetensors``/``.pt``), which may be the
+    ``weights.safetensors`` of a previous medapt run's step (continual pre-training: its units
+    are mapped back onto the backbone). ``name`` labels the source in the tables (default:
+    derived from the weights).
+    """
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$")
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str = "embedded"
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        w = self.weights
+        return Path(w).parent.name if w.endswith("weights.safetensors") else Path(w).stem if "/" in w or "." in w else w
+
+
+class StatsSpec(_Model):
+    """Paired statistics of a study: every cell against ``reference`` (a cell name as in the tables,
+    e.g. ``FTL`` or ``FTL·imagenet``; default: the first cell), on ``metric`` (``final_auc``: the
+    AUC at the last/kept epoch; ``best_auc``: the best over epochs) of ``split``; Holm's correction
+    over all comparisons at level ``alpha``."""
+
+    reference: str | None = None
+    metric: Literal["final_auc", "best_auc"] = "final_auc"
+    split: str = "test"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
 class Experiment(_Model):
     """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
 
@@ -148,6 +187,43 @@ class Experiment(_Model):
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    #: study axes (medapt.suite.study): weight sources, few-shot levels and draws, paired statistics
+    sources: list[SourceSpec] = Field(default_factory=list)
+    shots: list[int | Literal["full"]] = Field(default_factory=list)
+    shot_draws: int = Field(1, ge=1, le=100)
+    stats: StatsSpec = Field(default_factory=StatsSpec)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        # `seeds: 10` means seeds 0..9 (the benchmark's ten runs); a list is taken as given
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"seeds is {v}; give a number of seeds >= 1 (e.g. seeds: 3) or a list (seeds: [0, 1, 2])")
+            return list(range(v))
+        return v
+
+    @field_validator("shots")
+    @classmethod
+    def _shot_levels(cls, v: list) -> list:
+        for s in v:
+            if s != "full" and s < 1:
+                raise ValueError(f"shots lists {s}; a shot level is images per class >= 1, or 'full'")
+        if len(set(map(str, v))) != len(v):
+            raise ValueError("shots lists a level twice")
+        return v
+
+    @model_validator(mode="after")
+    def _sources_unique(self) -> Experiment:
+        labels = [s.label for s in self.sources]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"sources: label(s) {dup} used twice; give each source a distinct name")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds lists a seed twice")
+        return self
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:

@@ -230,7 +230,9 @@ class DownstreamPlanner(Planner):
 
 
 def _planners(exp) -> list[Planner]:
-    return [p for _, p in PLANNERS.items() if p.applies(exp)]
+    ps = [p for _, p in PLANNERS.items() if p.applies(exp)]
+    replaced = {r for p in ps for r in getattr(p, "replaces", ())}  # e.g. the study planner replaces dapt
+    return [p for p in ps if p.name not in replaced]
 
 
 def plan_experiment(exp, runtime=None) -> Plan:
@@ -255,3 +257,6 @@ def extend_plan(plan: Plan, store) -> list[Step]:
 def pending(plan: Plan) -> list[Pending]:
     """What the planners may add once results exist (for the dry run)."""
     return [row for p in _planners(plan.builder.exp) for row in p.pending(plan.builder)]
+
+
+from . import study  # noqa: E402,F401  (registers the study planner: sources × seeds × shots)

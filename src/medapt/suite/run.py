@@ -201,6 +201,9 @@ def run_experiment(
         with _RunLog(run_dir / "log.txt"):
             log.info("run %s: %d steps planned (%s) in %s on %s", exp.name, len(plan.steps),
                      ", ".join(f"{k} {v}" for k, v in plan.counts().items()), run_dir, _describe_runtime(runtime))
+            from .study import sharing_line
+
+            log.info("sharing: %s", sharing_line(plan))
             result = RunResult(run_dir, plan)
             steps, round_ = plan.steps, 1
             while steps:

@@ -34,7 +34,8 @@ __all__ = ["KINDS", "StepKind", "Input", "Estimate", "register_kind", "TABLES"]
 
 #: the run directory's tables: file name -> leading columns (docs/run-directory.md)
 TABLES: dict[str, tuple[str, ...]] = {
-    "metrics.csv": ("strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value"),
+    "metrics.csv": ("strategy", "seed", "head", "task", "split", "epoch", "seconds", "metric", "value",
+                    "method", "source", "shots", "draw"),  # the last four: study runs only (medapt.suite.study)
     "predictions.csv": ("strategy", "seed", "head", "task", "split", "index", "label"),
     "costs.csv": (),  # medapt.cost.COST_COLUMNS
     "inference.csv": ("strategy", "seed"),
@@ -123,3 +124,4 @@ def register_kind(cls: type[StepKind]) -> type[StepKind]:
 
 # the kinds medapt ships (each module registers its kind)
 from . import evaluate, extract, finetune, head, inference, init, prepare, pretrain  # noqa: E402,F401
+from . import fewshot  # noqa: E402,F401

@@ -60,7 +60,7 @@ class Finetune(PhaseKind):
     name = "finetune"
     description = "one target phase on a task's training split; validation monitored, best epoch kept"
     Key = FinetuneKey
-    inputs = (Input("weights", ("init", "pretrain", "finetune")), Input("data", ("prepare",)))
+    inputs = (Input("weights", ("init", "pretrain", "finetune")), Input("data", ("prepare", "fewshot")))
 
     def label(self, step) -> str:
         return f"{super().label(step)} on {step.key.task}"

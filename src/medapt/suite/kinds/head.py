@@ -48,7 +48,7 @@ class Head(StepKind):
     name = "head"
     description = "a downstream MLP head on frozen features, metrics every epoch on test and external"
     Key = HeadKey
-    inputs = (Input("features", ("extract",)), Input("data", ("prepare",)),
+    inputs = (Input("features", ("extract",)), Input("data", ("prepare", "fewshot")),
               Input("external_features", ("extract",), optional=True), Input("external", ("prepare",), optional=True))
 
     def run(self, ctx, step, workdir: Path) -> dict:
