@@ -162,8 +162,9 @@ class SourceSpec(_Model):
 
 
 class StatsSpec(_Model):
-    """Paired statistics of a study: every cell against ``reference`` (a cell name as in the tables,
-    e.g. ``FTL`` or ``FTL·imagenet``; default: the first cell), on ``metric`` (``final_auc``: the
+    """Paired statistics of a study: every cell against ``reference`` (``METHOD`` or
+    ``METHOD/SOURCE``, e.g. ``FTL/imagenet``; default: the first strategy on the first source) at
+    the same shot level, on ``metric`` (``final_auc``: the
     AUC at the last/kept epoch; ``best_auc``: the best over epochs) of ``split``; Holm's correction
     over all comparisons at level ``alpha``."""
 

@@ -40,6 +40,9 @@ def prediction_frame(split: str, idx: np.ndarray, labels: np.ndarray, probs: np.
     df.insert(1, "index", idx)
     if np.asarray(labels).ndim == 1:
         df.insert(2, "label", np.asarray(labels))
+    else:  # multi-label: one 0/1 (NaN = ignored) column per label, beside its score
+        for i, col in enumerate(np.asarray(labels, dtype=float).T):
+            df[f"label_{i}"] = col
     return df
 
 
