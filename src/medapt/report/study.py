@@ -105,12 +105,15 @@ def shots_figure(cells: pd.DataFrame, title: str) -> bytes:
     ax = fig.subplots()
     names = list(dict.fromkeys(f"{m}/{s}" for m, s in zip(cells["method"], cells["source"])))
     colours = _colours(names)
-    for (m, s), g in cells.groupby(["method", "source"], sort=False):
-        g = g.assign(x=g["shots"].map(xs)).sort_values("x")
-        lo = (g["mean"] - g["ci_low"]).fillna(0).clip(lower=0)
-        hi = (g["ci_high"] - g["mean"]).fillna(0).clip(lower=0)
+    for i, ((m, s), g) in enumerate(cells.groupby(["method", "source"], sort=False)):
+        dodge = 1.0 + 0.04 * (i - (len(names) - 1) / 2)  # side by side, so the intervals stay readable
+        g = g.assign(x=g["shots"].map(xs) * dodge).sort_values("x")
+        # an AUC lies in [0, 1]: the t-interval is drawn clipped to it
+        lo = (g["mean"] - g["ci_low"].clip(lower=0)).fillna(0).clip(lower=0)
+        hi = (g["ci_high"].clip(upper=1) - g["mean"]).fillna(0).clip(lower=0)
         ax.errorbar(g["x"], g["mean"], yerr=[lo, hi], marker="o", capsize=3, color=colours[f"{m}/{s}"],
                     label=f"{m}/{s}")
+    ax.set_ylim(max(0.0, float((cells["ci_low"].fillna(cells["mean"])).min()) - 0.05), 1.0)
     ax.set_xscale("log")
     ax.set_xticks([xs[k] for k in levels] + [xfull], [str(k) for k in levels] + ["full"])
     ax.minorticks_off()
