@@ -54,6 +54,16 @@ def register(sub) -> None:
     q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     q.add_argument("--out", type=Path, required=True, help="output PNG")
     q.set_defaults(func=_preview)
+    q = psub.add_parser("csv", help="write a small multi-label dataset: PNG images + a CheXpert-style label CSV",
+                        description="Phantom slices as PNG files and labels.csv (Path, Patient, Abnormal, Neoplastic, "
+                        "Vascular, Degenerative, Inflammatory: 1 / 0 / -1 uncertain / blank), for the csv reader's "
+                        "multi-label path (examples/multilabel.yaml). Synthetic; not chest X-rays.")
+    q.add_argument("out", type=Path, help="output folder (images/ and labels.csv are written in it)")
+    q.add_argument("--n", type=int, default=40, help="images per disease class (default 40)")
+    q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--uncertain", type=float, default=0.1, help="fraction of labels written as -1 (default 0.1)")
+    q.set_defaults(func=_phantom_csv)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -134,4 +144,12 @@ def _preview(args) -> int:
 
     out = phantom_preview(args.task, args.out, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
     print(f"wrote {out}")
+    return 0
+
+
+def _phantom_csv(args) -> int:
+    from ..data.phantom_csv import write_phantom_csv
+
+    csv = write_phantom_csv(args.out, n_per_class=args.n, size=args.size, seed=args.seed, uncertain=args.uncertain)
+    print(f"wrote {csv} and {args.out / 'images'}")
     return 0

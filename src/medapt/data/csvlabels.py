@@ -64,6 +64,13 @@ def read_csv_labels(spec: CsvSpec, ctx: ReadContext) -> Source:
         classes = list(spec.classes) if spec.classes is not None else list(spec.label_columns)
         if len(classes) != len(spec.label_columns):
             raise LabelError(f"classes {classes} must name the {len(spec.label_columns)} label_columns one to one")
+        for c in spec.label_columns:  # a label never given can be neither learnt nor scored
+            known = df[c].dropna()
+            if spec.uncertain == "ignore":
+                known = known[~known.astype(str).str.strip().isin(["-1", "-1.0"])]
+            if len(df) and known.empty:
+                raise LabelError(f"{csv}: label column {c!r} is missing (blank{' or uncertain' if spec.uncertain == 'ignore' else ''}) "
+                                 f"in all {len(df)} rows; drop it from label_columns or fill it")
         mapper = None
     else:
         found = df[spec.label_column].dropna().unique().tolist()

@@ -40,7 +40,8 @@ def prediction_frame(split: str, idx: np.ndarray, labels: np.ndarray, probs: np.
     df.insert(1, "index", idx)
     if np.asarray(labels).ndim == 1:
         df.insert(2, "label", np.asarray(labels))
-    else:  # multi-label: one 0/1 (NaN = ignored) column per label, beside its score
+    else:  # multi-label: `label` empty, one 0/1 (NaN = ignored) column per label beside its score
+        df.insert(2, "label", np.nan)
         for i, col in enumerate(np.asarray(labels, dtype=float).T):
             df[f"label_{i}"] = col
     return df
