@@ -89,6 +89,11 @@ def study_section(ctx: ReportContext) -> str:
 
         parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>"
                      + _table(pd.DataFrame(rows), left=("method", "source", "shots"), fmt={"t-test": _verdict}))
+        per_seed = rep[(rep["head"] == head) & (rep["task"] == task)].pivot_table(
+            index=CELL, columns="seed", values="value", aggfunc="first", sort=False)
+        per_seed.columns = [f"seed {c}" for c in per_seed.columns]
+        parts.append("<details><summary>Per-seed values</summary>"
+                     + _table(per_seed.reset_index(), left=tuple(CELL)) + "</details>")
     return "\n".join(parts)
 
 
