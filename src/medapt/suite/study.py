@@ -104,7 +104,7 @@ def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = Non
     (the phase keeps a constant learning rate, or its plateau schedule is dropped), MixUp and the
     resize/crop resolution (medapt trains at ``data.image_size``)."""
     rule = bit_hyperrule(n_train, image_size)
-    bs = int(batch_size or min(rule.batch_size, max(1, n_train)))
+    bs = int(min(batch_size or rule.batch_size, max(1, n_train)))  # a batch is at most the training set
     return dataclasses.replace(phase, optimizer="sgd", lr=rule.lr * bs / rule.batch_size, batch_size=bs,
                                epochs=rule.epochs(n_train, bs), plateau=None)
 
