@@ -188,7 +188,8 @@ class Experiment(_Model):
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
-    #: study axes (medapt.suite.study): weight sources, few-shot levels and draws, paired statistics
+    #: study axes (medapt.suite.study, docs/study.md): weight sources (given, they replace `backbone`),
+    #: few-shot levels and draws, paired statistics
     sources: list[SourceSpec] = Field(default_factory=list)
     shots: list[int | Literal["full"]] = Field(default_factory=list)
     shot_draws: int = Field(1, ge=1, le=100)
