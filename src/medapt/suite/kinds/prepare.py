@@ -42,6 +42,14 @@ class Prepare(StepKind):
         return {"path": str(Path(ds.path).resolve()), "digest": ds.digest, "n": int(len(ds.labels)),
                 "classes": list(ds.classes), "task_type": ds.task_type, "splits": counts}
 
+    def artefacts(self, step, result: dict[str, Any]) -> dict[str, Path]:
+        """The prepared folder's data files (it lives in the data root, shared between runs; its
+        meta.json is not among them: preparing the same data again rewrites its timestamps)."""
+        from ...data.prepare import PREPARED_FILES
+
+        root = Path(result["path"])
+        return {str(root / name): root / name for name in PREPARED_FILES}
+
     def size(self, step, store) -> dict[str, int] | None:
         """Images per split and classes: exact when prepared, else from the spec (``None``: unknown)."""
         info = store.info(step)
