@@ -166,3 +166,15 @@ def test_step_json_records_digests_of_its_files_and_inputs(base):
     assert set(info["input_digests"]) == set(info["inputs"])
     prep = json.loads((base["out"] / "steps" / _step(base, "prepare").id / "step.json").read_text())
     assert any(name.endswith("images.npy") for name in prep["files"])  # the prepared folder, outside the step
+
+
+def test_dry_run_names_a_damaged_step_and_leaves_it_in_place(base, caplog):
+    out = _copy(base, "dry")
+    step = _step(base, "head")
+    _truncate(out / "steps" / step.id / "metrics.csv")
+    with caplog.at_level("WARNING", logger="medapt"):
+        res = run_experiment(base["config"], out=out, dry_run=True)
+    row = next(r for r in res.dry_run if r.get("id") == step.id)
+    assert row["status"] != "done"
+    assert (out / "steps" / step.id).is_dir() and not list((out / "steps" / "head").glob("*.corrupt-*"))
+    assert any("metrics.csv" in r.getMessage() and "would move it aside" in r.getMessage() for r in caplog.records)

@@ -53,6 +53,8 @@ class StepStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._verified: dict[str, dict[str, Any]] = {}  # step id -> its checked step.json, this process
+        self.move_damaged = True  # False (a dry run): a damaged step is a miss, but stays where it is
+        self._left: set[str] = set()  # damaged steps left in place (dry run)
 
     def path(self, step: Step) -> Path:
         return self.root / step.kind / step.hash
@@ -65,6 +67,8 @@ class StepStore:
 
         Valid means: readable, for this step, its files match their recorded digests and its inputs
         hold the content it was computed from (checked once per store; see the module doc)."""
+        if step.id in self._left:
+            return None
         if step.id in self._verified:
             if self.path(step).is_dir():
                 return self._verified[step.id]
@@ -108,6 +112,10 @@ class StepStore:
 
     def _move_aside(self, step: Step, why: str) -> None:
         p = self.path(step)
+        if not self.move_damaged:
+            log.warning("step %s (%s) %s; a run would move it aside and recompute it", step.id, step.label, why)
+            self._left.add(step.id)
+            return
         aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
         n = 1
         while aside.exists():
