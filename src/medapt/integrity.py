@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["file_digest", "file_record", "record_files", "check_files", "combined_digest", "Damage",
-           "verify_mode", "MODES", "SKIP_NAMES", "step_files", "verify_run_dir"]
+           "verify_mode", "MODES", "SKIP_NAMES", "step_files", "verify_run_dir", "refuse_damaged", "TABLES_RECORD"]
 
 MODES = ("full", "stat", "off")
+#: the run directory's record of its tables' digests (metrics.csv, costs.csv, …)
+TABLES_RECORD = "tables.digest.json"
 #: files of a step folder that are not its outputs
 SKIP_NAMES = frozenset({"step.json", "checkpoint.pt", "result.json"})
 _BLOCK = 1 << 20
@@ -187,6 +189,16 @@ def verify_run_dir(run_dir: Path, mode: str = "full") -> dict[str, Any]:
                                       "different content after this step ran", sid))
     for d in check_caches(run_dir / "cache", mode):
         damaged.append(d)
+    tables = run_dir / TABLES_RECORD
+    if tables.is_file():
+        try:
+            recorded = json.loads(tables.read_text())
+        except (OSError, ValueError) as exc:
+            damaged.append(Damage(str(tables), f"unreadable ({exc})", "tables"))
+        else:
+            for d in check_files(recorded, run_dir, mode):
+                d.step = "tables"
+                damaged.append(d)
     return {"run_dir": str(run_dir), "ok": not damaged, "steps": len(infos), "unrecorded": unrecorded,
             "damaged": [d.to_dict() for d in damaged]}
 

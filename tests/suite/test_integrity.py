@@ -154,6 +154,12 @@ def test_verify_and_report_refuse_a_damaged_run_dir(base, capsys):
     err = capsys.readouterr().err
     assert "fails verification" in err and "metrics.csv" in err and "--no-verify" in err
     assert main(["report", str(out), "--no-verify"]) == 0
+    # a run directory table edited after the run: found too, and a re-run writes it again
+    run_experiment(base["config"], out=out, report=False)
+    capsys.readouterr()
+    (out / "metrics.csv").write_text((out / "metrics.csv").read_text().replace("model1", "model2"))
+    assert main(["verify", str(out)]) == 1
+    assert "DAMAGED tables" in capsys.readouterr().out
 
 
 def test_step_json_records_digests_of_its_files_and_inputs(base):
