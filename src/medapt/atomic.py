@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_wri
            "is_temporary"]
 
 _TMP_MARK = ".medapt-tmp-"
+_UMASK_LOCK = threading.Lock()
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
@@ -45,10 +47,29 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
     try:
         yield tmp
+        _umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` gives a new file."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _umask_mode(tmp: Path) -> None:
+    """Give a temporary file the mode a plain ``open()`` would (libraries such as safetensors
+    create theirs with mode 600 through ``mkstemp``-like calls)."""
+    try:
+        if tmp.is_file() and not tmp.is_symlink():
+            os.chmod(tmp, _file_mode())
+    except OSError:  # a file system without modes: keep what it has
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:

@@ -30,6 +30,8 @@ __all__ = [
     "CostError",
     "RunDirError",
     "RunLockedError",
+    "FileSystemError",
+    "filesystem_error",
     "did_you_mean",
 ]
 
@@ -119,6 +121,52 @@ class RunDirError(MedaptError, RuntimeError):
 
 class RunLockedError(RunDirError):
     """Another ``medapt run`` holds the run directory's lock."""
+
+
+class FileSystemError(MedaptError, OSError):
+    """A file or folder medapt must write or read cannot be (permission, read-only, not a folder,
+    name too long, disk full): the message names the path and the fix."""
+
+    def __init__(self, message: str, errno_: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.message, self.errno, self.filename = message, errno_, filename
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def filesystem_error(exc: OSError, what: str = "") -> FileSystemError:
+    """A :class:`FileSystemError` for an ``OSError`` of the file system, naming its path and the fix
+    (``what``: what was being written, e.g. "the run directory")."""
+    import errno
+
+    path = exc.filename if exc.filename is not None else "?"
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    where = f" ({what})" if what else ""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        msg = (f"permission denied: {path}{where}. Make the folder writable for this user (ls -ld; chmod u+w), "
+               "or choose another --out / data.root")
+    elif code == errno.EROFS:
+        msg = f"read-only file system: {path}{where}. Choose an --out (or data.root) on a writable disk"
+    elif code == errno.ENOTDIR:
+        msg = (f"not a directory: {path}{where}: a part of this path is a file, not a folder. Choose an --out "
+               "(or data.root) whose parents are folders")
+    elif code == errno.EEXIST:
+        msg = f"{path} exists and is a file, not a folder{where}; choose another --out or move the file"
+    elif code == errno.EISDIR:
+        msg = f"{path} is a folder where a file was expected{where}; move it or choose another path"
+    elif code == errno.ENAMETOOLONG:
+        msg = (f"file name too long: {path}{where} (a name may have at most 255 bytes on most file systems); "
+               "use a shorter experiment name or --out")
+    elif code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        msg = (f"disk full while writing {path}{where}: nothing half-written was left under a final name. Free "
+               "space (df -h) or write to another disk, then run the same command again: completed steps are "
+               "kept and an interrupted training step resumes from its last epoch")
+    else:
+        msg = f"{exc.strerror or exc}: {path}{where}"
+    return FileSystemError(msg, code, exc.filename)
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -15,7 +15,7 @@ from medapt.errors import CostError
 # docs/run-directory.md, costs.csv
 DOC_COLUMNS = ["strategy", "seed", "step", "phase", "seconds", "images", "flops_per_image", "flops_total", "kwh",
                "energy_source", "energy_note", "params_total", "params_trainable", "cached", "cache_note", "shared_by",
-               "reused_seconds", "reused_flops", "standalone_seconds", "standalone_flops", "standalone_kwh"]
+               "reused_seconds", "reused_flops", "standalone_seconds", "standalone_flops", "standalone_kwh", "resumes"]
 
 
 def busy(seconds: float = 0.05) -> None:

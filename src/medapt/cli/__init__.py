@@ -14,7 +14,7 @@ import sys
 from ..errors import MedaptError
 
 # one module per command group; each adds its sub-commands
-_GROUPS = ("core", "data", "cost", "report", "suite")
+_GROUPS = ("core", "data", "cost", "report", "suite", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,31 @@ class _ConsoleFilter(logging.Filter):
         return record.levelno >= logging.WARNING or record.name in ("medapt.suite", "medapt.data.prepare")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's kill, ``kill PID``), raised like Ctrl-C so that the same clean-up runs:
+    temporary files removed, the partial step folder and its checkpoint kept for a resume."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _catch_sigterm():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _restore_sigterm(old) -> None:
+    import signal
+
+    if old is not None:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -60,15 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         medapt_log.setLevel(logging.INFO)
         for h in ours:
             h.addFilter(_ConsoleFilter())
+    old_term = _catch_sigterm()
     try:
         return int(args.func(args) or 0)
     except MedaptError as exc:
         print(f"medapt: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no: the path and the fix, no traceback
+        from ..errors import filesystem_error
+
+        print(f"medapt: error: {filesystem_error(exc)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("medapt: terminated (SIGTERM); completed steps and the last epoch's checkpoint are kept: run the same "
+              "command again to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("medapt: interrupted", file=sys.stderr)
         return 130
     finally:
+        _restore_sigterm(old_term)
         medapt_log.setLevel(old_level)
         for h in ours:
             root.removeHandler(h)

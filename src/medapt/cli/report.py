@@ -21,6 +21,8 @@ def register(sub) -> None:
                    help="HTML file to write (default: RUN_DIR/report.html); figures/ goes beside it")
     p.add_argument("--threshold", type=float, default=None,
                    help="AUC threshold for 'epochs to threshold' (default: the config's, else 0.9)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="build the report even if the run directory fails `medapt verify` (damaged outputs)")
     add_format_option(p)
     p.set_defaults(func=_report)
 
@@ -28,6 +30,10 @@ def register(sub) -> None:
 def _report(args: argparse.Namespace) -> int:
     from ..report import build_report
 
+    if not args.no_verify:
+        from ..integrity import refuse_damaged
+
+        refuse_damaged(args.run_dir)
     path = build_report(args.run_dir, args.out, threshold=args.threshold)
     figures = sorted(str(f) for f in (path.parent / "figures").glob("*.png"))
     if args.format == "json":

@@ -56,6 +56,7 @@ COST_COLUMNS: tuple[str, ...] = (
     "standalone_seconds",
     "standalone_flops",
     "standalone_kwh",
+    "resumes",
 )
 
 
@@ -123,6 +124,8 @@ class PhaseMeter:
         self.reused_flops = 0.0
         self.seconds: float | None = None
         self.energy: EnergyReading | None = None
+        self.resumes = 0  # earlier sessions of this phase (interrupted, then resumed from a checkpoint)
+        self._prior = {"seconds": 0.0, "images": 0, "extra_flops": 0.0}
         self._t0: float | None = None
         self._tracker: EnergyTracker | None = None
 
@@ -202,26 +205,48 @@ class PhaseMeter:
         self.reused_seconds += float(seconds)
         self.reused_flops += float(flops)
 
+    def checkpoint(self, images: int) -> dict[str, Any]:
+        """What the phase has cost so far (earlier sessions included), for the training checkpoint:
+        ``images`` counted by the caller since this session started."""
+        now = time.perf_counter() - (self._t0 if self._t0 is not None else time.perf_counter())
+        return {"seconds": self._prior["seconds"] + now, "images": self._prior["images"] + self.images + int(images),
+                "extra_flops": self._prior["extra_flops"] + self.extra_flops, "resumes": self.resumes}
+
+    def resume(self, saved: dict[str, Any] | None) -> None:
+        """Continue from a checkpoint's :meth:`checkpoint` figures: they are added to this session's
+        (seconds, images, FLOPs; energy prorated by seconds) and ``resumes`` counts one more."""
+        if not saved:
+            return
+        self._prior = {"seconds": float(saved.get("seconds", 0.0)), "images": int(saved.get("images", 0)),
+                       "extra_flops": float(saved.get("extra_flops", 0.0))}
+        self.resumes = int(saved.get("resumes", 0)) + 1
+
     @property
     def flops_total(self) -> float:
-        return self.images * self.flops_per_image + self.extra_flops
+        return (self._prior["images"] + self.images) * self.flops_per_image + self.extra_flops + self._prior["extra_flops"]
 
     def row(self) -> dict[str, Any]:
         """One ``costs.csv`` row (keys exactly :data:`COST_COLUMNS`). Call after the ``with`` block."""
         if self.seconds is None or self.energy is None:
             raise CostError(f"PhaseMeter.row() for {self.strategy}/{self.step}/{self.phase} called before the meter stopped.")
+        seconds, kwh, note = self.seconds + self._prior["seconds"], self.energy.kwh, self.energy.note
+        if self.resumes:  # earlier sessions: measured time and work; their energy at this session's rate
+            kwh = kwh * seconds / self.seconds if self.seconds > 0 else kwh
+            note = (f"{note}; " if note else "") + (f"resumed {self.resumes}x: the earlier sessions' "
+                                                    f"{self._prior['seconds']:.1f} s are charged at this session's "
+                                                    "energy per second")
         return {
             "strategy": self.strategy,
             "seed": self.seed,
             "step": self.step,
             "phase": self.phase,
-            "seconds": self.seconds,
-            "images": self.images,
+            "seconds": seconds,
+            "images": self.images + self._prior["images"],
             "flops_per_image": self.flops_per_image,
             "flops_total": self.flops_total,
-            "kwh": self.energy.kwh,
+            "kwh": kwh,
             "energy_source": self.energy.source,
-            "energy_note": self.energy.note,
+            "energy_note": note,
             "params_total": self.params_total,
             "params_trainable": self.params_trainable,
             "cached": self.cached,
@@ -229,11 +254,11 @@ class PhaseMeter:
             "shared_by": ";".join(self.shared_by),
             "reused_seconds": self.reused_seconds,
             "reused_flops": self.reused_flops,
-            "standalone_seconds": self.seconds + self.reused_seconds,
+            "standalone_seconds": seconds + self.reused_seconds,
             "standalone_flops": self.flops_total + self.reused_flops,
             # the reused work's energy at this step's own rate (same machine): kWh per second × seconds
-            "standalone_kwh": (self.energy.kwh * (self.seconds + self.reused_seconds) / self.seconds
-                               if self.seconds > 0 else self.energy.kwh),
+            "standalone_kwh": (kwh * (seconds + self.reused_seconds) / seconds if seconds > 0 else kwh),
+            "resumes": self.resumes,
         }
 
 
@@ -243,6 +268,7 @@ def write_costs_csv(rows: list[dict], path: Path) -> None:
     Every row must have exactly the :data:`COST_COLUMNS` keys; they are written in that order.
     """
     path = Path(path)
+    rows = [r if "resumes" in r else {**r, "resumes": 0} for r in rows]  # cost.json written before the column
     for i, r in enumerate(rows):
         missing = [c for c in COST_COLUMNS if c not in r]
         extra = [k for k in r if k not in COST_COLUMNS]

@@ -51,6 +51,8 @@ __all__ = [
     "dataset_key",
     "iter_checked",
     "LAYOUT_VERSION",
+    "PREPARED_FILES",
+    "verify_prepared",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 #: version of the prepared-folder layout and split rules; part of every key
 #: (2: patient ids grouped after normalisation, so a folder prepared with version 1 is not reused)
 LAYOUT_VERSION = "2"
+#: the data files of a prepared folder, digested into its meta.json ("files")
+PREPARED_FILES = ("images.npy", "labels.npy", "manifest.parquet")
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,7 +304,8 @@ def prepare_dataset(
     if final.exists():
         try:
             ds = load_prepared(final)
-            log.info("reusing prepared dataset %s (same spec, settings and inputs)", final)
+            verify_prepared(ds)
+            log.info("reusing prepared dataset %s (same spec, settings and inputs; contents verified)", final)
             return ds
         except DataError as exc:
             log.warning("prepared folder %s is unusable (%s); preparing it again", final, exc)
@@ -398,7 +403,10 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
     hasher.update(pd.util.hash_pandas_object(manifest.astype(str), index=True).to_numpy().tobytes())
     digest = hasher.hexdigest()
     counts = _class_counts(y, source.classes, multilabel)
+    from ..integrity import record_files
+
     meta = {
+        "files": record_files({name: tmp / name for name in PREPARED_FILES}),
         "layout": LAYOUT_VERSION,
         "format": spec.format,
         "reader_version": READERS.get(spec.format).version,
@@ -533,6 +541,17 @@ def _clean_stale_tmp(root: Path, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def verify_prepared(ds: PreparedDataset) -> None:
+    """Raise :class:`DataError` naming the file when a prepared folder's data files no longer match
+    the digests its ``meta.json`` recorded (``MEDAPT_VERIFY``: see :mod:`medapt.integrity`).
+    Folders prepared before digests were recorded are accepted as they are."""
+    from ..integrity import check_files
+
+    damaged = check_files(ds.meta.get("files") or {}, Path(ds.path))
+    if damaged:
+        raise DataError(f"{damaged[0].file}: {damaged[0].problem}")
 
 
 def load_prepared(path: Path) -> PreparedDataset:

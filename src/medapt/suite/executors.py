@@ -66,7 +66,9 @@ def run_local(steps, store, ctx) -> tuple[list[str], list[str]]:
             reused.append(step.id)
             log.info("[%d/%d] reused %s: complete in %s", i, n, describe(step), store.path(step))
             continue
-        why = "resuming its partial folder" if store.partial(step).exists() else "not run before"
+        why = ("resuming from its checkpoint" if (store.partial(step) / "checkpoint.pt").exists() else
+               "restarting: an earlier try was interrupted before a checkpoint" if store.partial(step).exists()
+               else "not run before")
         log.info("[%d/%d] running %s (%s)", i, n, describe(step), why)
         t0 = time.perf_counter()
         store.execute(step, ctx, _runner(step, ctx))

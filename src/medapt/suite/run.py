@@ -188,6 +188,8 @@ def run_experiment(
     if dry_run:
         from .estimate import project_plan
 
+        store.move_damaged = False  # a dry run changes nothing
+
         return RunResult(run_dir, plan, dry_run=project_plan(plan, ctx))
     run = EXECUTORS.get(executor)  # unknown executor: a clear error before anything is written
     if exp.cost.track_energy:

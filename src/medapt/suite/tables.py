@@ -34,6 +34,11 @@ def collect_tables(plan, store, run_dir: Path, costs_only: bool = False) -> dict
         else:
             atomic_write_csv(_ordered(pd.concat(frames, ignore_index=True), TABLES.get(name, ())), path)
         written[name] = path
+    from ..atomic import atomic_write_json
+    from ..integrity import TABLES_RECORD, record_files
+
+    # the tables' digests, for `medapt verify` / `medapt report` (a re-run writes them again)
+    atomic_write_json(Path(run_dir) / TABLES_RECORD, record_files(written), indent=1)
     return written
 
 

@@ -152,13 +152,17 @@ def build_prefix_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"prefix-k{plan.cut}-{key}.npy"
     if path.exists():
-        try:
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape[0] == len(rows):
-                log.info("frozen-prefix cache hit: %s", path.name)
-                return arr, True
-        except (ValueError, OSError) as exc:
-            log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
+        damage = _cache_damage(path)
+        if damage:
+            log.warning("frozen-prefix cache %s is damaged (%s); recomputing it", path, damage)
+        else:
+            try:
+                arr = np.load(path, mmap_mode="r")
+                if arr.shape[0] == len(rows):
+                    log.info("frozen-prefix cache hit: %s (contents verified)", path.name)
+                    return arr, True
+            except (ValueError, OSError) as exc:
+                log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
     out = None
     with atomic_path(path) as tmp:
         for s in range(0, len(rows), batch_size):
@@ -173,4 +177,33 @@ def build_prefix_cache(
             out[s : s + len(a)] = a
         out.flush()
         del out
+    _record_digest(path)
     return np.load(path, mmap_mode="r"), False
+
+
+def _digest_path(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".digest.json")
+
+
+def _record_digest(cache: Path) -> None:
+    """Record the cache file's digest beside it (checked on every hit; `medapt verify` too)."""
+    from ..atomic import atomic_write_json
+    from ..integrity import file_record
+
+    atomic_write_json(_digest_path(cache), file_record(cache), indent=None)
+
+
+def _cache_damage(cache: Path) -> str | None:
+    """Why a cache file cannot be reused (no digest record, or it differs), or ``None``."""
+    import json
+
+    from ..integrity import check_files
+
+    try:
+        rec = json.loads(_digest_path(cache).read_text())
+    except FileNotFoundError:
+        return "no digest recorded beside it (written by an interrupted run or an older medapt)"
+    except (OSError, ValueError) as exc:
+        return f"its digest record is unreadable ({exc})"
+    damaged = check_files({cache.name: rec}, cache.parent)
+    return damaged[0].problem if damaged else None

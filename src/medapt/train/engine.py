@@ -414,6 +414,8 @@ def train_phase(
         if state.get("monitor") is not None:
             monitor.load(state["monitor"])
         curve, stop_reason = list(state.get("curve", [])), str(state.get("stop_reason", ""))
+        if meter is not None:  # the earlier sessions' cost, so the phase's row covers all its epochs
+            meter.resume(state.get("meter"))
         log.info("%s: resuming after epoch %d from %s", desc, first_epoch - 1, ckpt_path)
 
     # --- the loop ------------------------------------------------------------------------------------------
@@ -477,7 +479,8 @@ def train_phase(
             _save_checkpoint(ckpt_path, {"model": changing_state(model), "optimizer": optimizer.state_dict(),
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
                                          "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
-                                         "monitor": monitor.state() if val_rows is not None else None})
+                                         "monitor": monitor.state() if val_rows is not None else None,
+                                         "meter": meter.checkpoint(images) if meter is not None else None})
         dt = time.perf_counter() - te
         progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch), extra)
         if on_epoch_end is not None:

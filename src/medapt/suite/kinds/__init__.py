@@ -79,6 +79,11 @@ class StepKind:
     def estimate(self, step, est) -> Estimate:
         return Estimate()
 
+    def artefacts(self, step, result: dict[str, Any]) -> dict[str, Path]:
+        """Files the step wrote *outside* its folder (absolute path -> path), digested into its
+        ``step.json`` with the folder's own files; none by default."""
+        return {}
+
     def tables(self, step, store) -> dict[str, pd.DataFrame]:
         """Rows for the run directory's tables; by default the step's ``cost.json`` as one costs row."""
         p = store.path(step) / "cost.json"

@@ -10,6 +10,7 @@ from typing import Any
 from ...data import inspect_source, parse_dataset_spec, prepare_dataset, source_classes
 from ...data.prepare import LAYOUT_VERSION
 from ...data.spec import SplitSpec
+from ...errors import DataError
 from . import Estimate, StepKind, register_kind
 
 log = logging.getLogger("medapt.suite")
@@ -26,6 +27,14 @@ class PrepareKey:
     layout: str = LAYOUT_VERSION  # the prepared-data layout: a new one (e.g. new split rules) re-prepares
 
 
+def _naming(exc: Exception, what: str) -> Exception:
+    """``exc`` with ``what`` in front of its message, of the same class when it can be."""
+    try:
+        return type(exc)(f"{what}: {exc}")
+    except TypeError:
+        return DataError(f"{what}: {exc}")
+
+
 @register_kind
 class Prepare(StepKind):
     name = "prepare"
@@ -36,11 +45,24 @@ class Prepare(StepKind):
     def run(self, ctx, step, workdir: Path) -> dict:
         k = step.key
         split = SplitSpec(**k.split) if k.split is not None else None
-        ds = prepare_dataset(parse_dataset_spec(k.spec), ctx.data_root, image_size=k.image_size, channels=k.channels,
-                             mean=tuple(k.mean), std=tuple(k.std), split=split, progress=ctx.progress)
+        try:
+            ds = prepare_dataset(parse_dataset_spec(k.spec), ctx.data_root, image_size=k.image_size,
+                                 channels=k.channels, mean=tuple(k.mean), std=tuple(k.std), split=split,
+                                 progress=ctx.progress)
+        except DataError as exc:  # say which of the experiment's datasets it is about
+            raise _naming(exc, f"dataset {step.label!r} ({k.spec.get('format')}"
+                          + (f" at {k.spec['path']}" if k.spec.get("path") else "") + ")") from None
         counts = {s: int(len(ds.indices(s))) for s in ("train", "val", "test", "external")}
         return {"path": str(Path(ds.path).resolve()), "digest": ds.digest, "n": int(len(ds.labels)),
                 "classes": list(ds.classes), "task_type": ds.task_type, "splits": counts}
+
+    def artefacts(self, step, result: dict[str, Any]) -> dict[str, Path]:
+        """The prepared folder's data files (it lives in the data root, shared between runs; its
+        meta.json is not among them: preparing the same data again rewrites its timestamps)."""
+        from ...data.prepare import PREPARED_FILES
+
+        root = Path(result["path"])
+        return {str(root / name): root / name for name in PREPARED_FILES}
 
     def size(self, step, store) -> dict[str, int] | None:
         """Images per split and classes: exact when prepared, else from the spec (``None``: unknown)."""
