@@ -255,3 +255,7 @@ def extend_plan(plan: Plan, store) -> list[Step]:
 def pending(plan: Plan) -> list[Pending]:
     """What the planners may add once results exist (for the dry run)."""
     return [row for p in _planners(plan.builder.exp) for row in p.pending(plan.builder)]
+
+
+# planners of other modules register themselves on import (issue 12: search, similarity)
+from . import search, similarity  # noqa: E402,F401
