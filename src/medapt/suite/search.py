@@ -253,18 +253,19 @@ class LWFTSearch(SearchMethod):
     description = "layer-wise fine-tuning: one more trainable unit while the validation metric improves"
 
     def plan(self, st):
-        st.candidate(f"LWFT@{st.n_units}")
+        st.candidate(f"LWFT@{st.n_units - 1}")  # the last unit (and the head) trainable
 
     def decide(self, st, store):
+        top = st.n_units - 1
         lowest = 1 if st.spec.lwft_max_units is None else max(1, st.n_units - st.spec.lwft_max_units)
         scores: dict[int, float] = {}
-        k = st.n_units
+        k = top
         while True:
             w, inf = st.candidate(f"LWFT@{k}")
             if not store.done(w) or not store.done(inf):
                 return None
             scores[k] = st.score(store, w)
-            improved = k == st.n_units or scores[k] > scores[k + 1]
+            improved = k == top or scores[k] > scores[k + 1]
             if not improved or k <= lowest:
                 break
             k -= 1
@@ -273,7 +274,7 @@ class LWFTSearch(SearchMethod):
         return f"LWFT@{best}", best, cands, {}
 
     def pending(self, st):
-        return Pending("search", "lwft: one more trainable unit per round", st.n_units - 1,
+        return Pending("search", "lwft: one more trainable unit per round", st.n_units - 2,
                        note="while the validation metric improves")
 
 
@@ -371,7 +372,7 @@ def run_search(
     figure and ``report.html``.
 
     Returns ``{"run_dir", "chosen": {method: strategy}, "cut_points": {method: k}, "search_csv",
-    "report", "seconds"}``.
+    "report", "executed", "reused" (step counts), "seconds"}``.
     """
     from ..atomic import atomic_write_json, atomic_write_text
     from ..train import isolated_rng
@@ -402,9 +403,11 @@ def run_search(
         _check_run_dir(run_dir, exp, force)
         atomic_write_text(run_dir / "config.yaml", exp.to_yaml())
         atomic_write_json(run_dir / "environment.json", environment(runtime, exp.engine.deterministic))
-        steps = list(plan.steps)
+        steps, executed, reused = list(plan.steps), [], []
         while steps:
-            execute(steps, store, ctx)
+            ran, kept = execute(steps, store, ctx)
+            executed += ran
+            reused += kept
             n = len(plan.steps)
             planner.extend(b, store)
             steps = plan.steps[n:]
@@ -418,4 +421,5 @@ def run_search(
     cuts = {s.key.method: s.key.cut_point for s in plan.steps if s.kind == "search"}
     return {"run_dir": str(run_dir), "chosen": chosen, "cut_points": cuts,
             "search_csv": str(run_dir / "search.csv"), "report": str(rep) if rep else None,
+            "executed": len(executed), "reused": len(reused),
             "seconds": round(time.perf_counter() - t0, 1)}
