@@ -46,7 +46,9 @@ def test_methods_registry_and_lwft_candidate():
 
 @pytest.mark.slow
 def test_all_four_methods_write_search_csv_and_are_resumable(tmp_path, capsys):
-    cfg = write(tmp_path, search_config(tmp_path))
+    cfg = search_config(tmp_path)
+    cfg["search"] = {"methods": ["probe"], "lwft_max_units": 2}
+    cfg = write(tmp_path, cfg)
     out = tmp_path / "run"
     res = run_search(cfg, ["ttl", "probe", "svcca", "lwft"], out=out, progress=False)
     assert set(res["chosen"]) == {"ttl", "probe", "svcca", "lwft"}
@@ -86,16 +88,25 @@ def test_all_four_methods_write_search_csv_and_are_resumable(tmp_path, capsys):
     again = run_search(cfg, ["ttl", "probe", "svcca", "lwft"], out=out, progress=False, report=False)
     assert again["executed"] == 0 and again["chosen"] == res["chosen"]
     # the CLI prints the chosen k per method
+    # the CLI prints the chosen k per method; the run directory keeps the methods searched before
     assert main(["search", str(cfg), "--method", "probe", "--out", str(out), "--no-report", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["chosen"] == {"probe": res["chosen"]["probe"]}
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["chosen"] == res["chosen"] and cli["executed"] == 0
 
 
 @pytest.mark.slow
 def test_search_section_of_an_experiment_runs_the_chosen_ttl_with_the_other_strategies(tmp_path):
     cfg = search_config(tmp_path)
     cfg["search"] = {"methods": ["probe"], "cut_points": [1, 2, 4]}
-    cfg["similarity"] = {"methods": ["cka"]}  # no DAPT strategy here: the section is empty
+    cfg["strategies"] = ["ImageNet", "DA_TF_F1B"]  # a DAPT strategy that keeps units 1..3
+    cfg["data"]["source"] = {"format": "phantom", "task": "grade", "n_per_class": 8}
+    cfg["schedule"]["epochs"] |= {"phase1": 1, "phase2": 1}
+    cfg["similarity"] = {"methods": ["cka"]}
     res = run_experiment(write(tmp_path, cfg), out=tmp_path / "run", progress=False)
+    sim = pd.read_csv(tmp_path / "run" / "similarity.csv")
+    assert set(sim["strategy"]) == {"DA_TF_F1B"} and sorted(sim["cut_point"]) == [1, 2, 3]
+    assert sim["value"].between(0, 1 + 1e-9).all()
+    assert "What DAPT changed" in res.report.read_text()
     chosen = pd.read_csv(tmp_path / "run" / "search.csv").query("chosen")["candidate"].iloc[0]
     assert chosen in ("TTL@1", "TTL@2", "TTL@4")
     m = pd.read_csv(tmp_path / "run" / "metrics.csv")

@@ -166,7 +166,7 @@ class TTLSearch(SearchMethod):
         return st.ttl(k), k, cands, {}
 
     def pending(self, st):
-        return Pending("search", "ttl: cut points inside the best stage", max(
+        return Pending("search", "ttl: cut points inside the best stage", 2 * max(
             e - s - 1 for s, e in zip([0] + st.stage_ends, st.stage_ends)), note="after the stage-end candidates")
 
 
@@ -274,7 +274,7 @@ class LWFTSearch(SearchMethod):
         return f"LWFT@{best}", best, cands, {}
 
     def pending(self, st):
-        return Pending("search", "lwft: one more trainable unit per round", st.n_units - 2,
+        return Pending("search", "lwft: one more trainable unit per round", 2 * (st.n_units - 2),
                        note="while the validation metric improves")
 
 
@@ -354,6 +354,29 @@ class SearchPlanner(Planner):
 
 # --- medapt search -----------------------------------------------------------------------------------
 
+def _merge_methods(run_dir: Path, exp, spec: SearchSpec) -> SearchSpec:
+    """A search run directory accumulates methods: when it holds the same experiment and search
+    settings with other methods, those are kept (their steps are reused), so ``search.csv`` and the
+    report cover every method searched there."""
+    from ..config import read_yaml
+    from .experiment import experiment_from_dict
+
+    cfg = run_dir / "config.yaml"
+    if not cfg.exists():
+        return spec
+    try:
+        old = experiment_from_dict(read_yaml(cfg), str(cfg))
+    except ConfigError:
+        return spec
+    if old.search is None:
+        return spec
+    same = old.model_copy(update={"search": None}).digest() == exp.model_copy(update={"search": None}).digest()
+    if not same or old.search.model_dump() | {"methods": []} != spec.model_dump() | {"methods": []}:
+        return spec
+    methods = list(old.search.methods) + [m for m in spec.methods if m not in old.search.methods]
+    return spec.model_copy(update={"methods": methods})
+
+
 def run_search(
     config: str | Path | Any,
     method: str | list[str] | None = None,
@@ -369,7 +392,8 @@ def run_search(
     ``method`` (one name or several) replaces ``search.methods``; without a ``search:`` section
     the defaults of :class:`SearchSpec` apply. Steps are content-addressed and resumable in
     ``out`` (default ``runs/<name>-search``), which receives ``search.csv``, the other tables, a
-    figure and ``report.html``.
+    figure and ``report.html``. A run directory accumulates methods: searching it again with
+    another method keeps the earlier ones (reused), so ``search.csv`` covers them all.
 
     Returns ``{"run_dir", "chosen": {method: strategy}, "cut_points": {method: k}, "search_csv",
     "report", "executed", "reused" (step counts), "seconds"}``.
@@ -389,8 +413,9 @@ def run_search(
     if method is not None:
         methods = [method] if isinstance(method, str) else list(method)
         spec = SearchSpec.model_validate(spec.model_dump() | {"methods": methods})
-    exp = exp.model_copy(update={"search": spec})
     run_dir = Path(out) if out is not None else Path("runs") / f"{exp.name}-search"
+    spec = _merge_methods(run_dir, exp, spec)
+    exp = exp.model_copy(update={"search": spec})
     runtime = resolve_runtime(exp)
     plan = Plan()
     plan.builder = b = Builder(exp, plan, runtime)
