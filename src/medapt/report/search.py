@@ -32,7 +32,7 @@ def _read(ctx: ReportContext, name: str) -> pd.DataFrame | None:
 def search_figure(df: pd.DataFrame, title: str) -> bytes:
     """Validation metric (fine-tuned candidates) and probe score vs cut point; the kept backbone
     parameters on a second axis (log scale); the chosen cut point of each method marked."""
-    fig = Figure(figsize=(8.0, 4.2))
+    fig = Figure(figsize=(8.0, 5.0))
     ax = fig.add_subplot(1, 1, 1)
     methods = list(dict.fromkeys(df["method"]))
     colours = _colours(methods)
@@ -65,7 +65,8 @@ def search_figure(df: pd.DataFrame, title: str) -> bytes:
     else:
         h2, l2 = [], []
     h1, l1 = ax.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _png(fig)
