@@ -17,7 +17,8 @@ def register(sub) -> None:
                        "stage (Peng et al.); probe = one frozen forward pass and a linear probe at every cut point, "
                        "then fine-tune the best TTL@k; svcca = fine-tune once, cut where SVCCA to the pretrained "
                        "model falls to chance; lwft = one more trainable unit while validation improves. Writes "
-                       "search.csv, figures and report.html in the run directory; steps are reused.")
+                       "search.csv, figures and report.html in the run directory (default runs/<name>-search); steps are reused, and a "
+                       "directory searched before keeps its earlier methods.")
     add_experiment_args(p, "experiment YAML with a target task (examples/search.yaml)")
     p.add_argument("--method", action="append", choices=_METHODS, metavar="METHOD",
                    help="ttl | probe | svcca | lwft (repeatable; default: search.methods of CONFIG, else probe)")

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...atomic import atomic_write_csv, atomic_write_json
+from ...atomic import atomic_write_csv
 from ...errors import ConfigError
 from ..context import save_cost
 from . import Estimate, Input, StepKind, register_kind
