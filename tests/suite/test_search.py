@@ -104,6 +104,7 @@ def test_search_section_of_an_experiment_runs_the_chosen_ttl_with_the_other_stra
     cfg["data"]["source"] = {"format": "phantom", "task": "grade", "n_per_class": 8}
     cfg["schedule"]["epochs"] |= {"phase1": 1, "phase2": 1}
     cfg["similarity"] = {"methods": ["cka"]}
+    cfg["data"]["targets"]["tumor_type"]["dataset"]["n_per_class"] = 12  # 9 patients: a non-empty test split
     res = run_experiment(write(tmp_path, cfg), out=tmp_path / "run", progress=False)
     sim = pd.read_csv(tmp_path / "run" / "similarity.csv")
     kept = build("tf_efficientnet_lite0", get("DA_TF_F1B").surgery).n_units  # compared on the units it keeps
