@@ -99,7 +99,9 @@ class SearchState:
         """The candidate's best validation score (``None`` while it has not run)."""
         if not store.done(step):
             return None
-        s = store.result(step)["phase"].get("best_score")
+        from .kinds.search import val_score
+
+        s = val_score(store.result(step)["phase"], self.spec.metric)
         return float("nan") if s is None else float(s)
 
 

@@ -30,7 +30,7 @@ from ..context import save_cost
 from . import Estimate, Input, StepKind, register_kind
 
 __all__ = ["ProbeKey", "DetectKey", "SearchKey", "SimilarityKey", "SEARCH_COLUMNS", "check_validation",
-           "search_rows"]
+           "search_rows", "val_score"]
 
 #: columns of ``search.csv`` (one row per candidate and method)
 SEARCH_COLUMNS = ("method", "candidate", "role", "cut_point", "unit", "metric", "val_score", "val_auroc",
@@ -184,6 +184,13 @@ def _best_row(phase: dict) -> dict:
     return curve[b - 1] if 0 < b <= len(curve) else {}
 
 
+def val_score(phase: dict, metric: str) -> float | None:
+    """The validation ``metric`` (``auprc`` / ``auroc``) of the epoch a target phase kept (chosen by
+    the phase's own monitor; the ``ttl`` preset monitors AUPRC)."""
+    v = _best_row(phase).get({"auroc": "auc"}.get(metric, metric))
+    return None if v is None else float(v)
+
+
 def search_rows(step, store) -> pd.DataFrame:
     """The ``search.csv`` rows of a completed ``search`` step's inputs (shared with its ``run``)."""
     k = step.key
@@ -200,7 +207,7 @@ def search_rows(step, store) -> pd.DataFrame:
         if cand is not None and store.done(cand):
             ph = store.result(cand)["phase"]
             best = _best_row(ph)
-            row |= {"val_score": ph.get("best_score"), "val_auroc": best.get("auc"), "val_auprc": best.get("auprc"),
+            row |= {"val_score": val_score(ph, k.metric), "val_auroc": best.get("auc"), "val_auprc": best.get("auprc"),
                     "wall_seconds": ph.get("seconds")}
         if inf is not None and store.done(inf):
             c = store.result(inf)["inference"]
