@@ -13,7 +13,7 @@ from medapt.errors import ConfigError, UnknownNameError
 from medapt.models import build
 from medapt.strategies import get
 from medapt.suite import run_experiment
-from medapt.suite.kinds.search import SEARCH_COLUMNS, check_validation
+from medapt.suite.kinds.search import SEARCH_COLUMNS, check_validation, val_score
 from medapt.suite.search import SEARCH_METHODS, lwft_strategy, run_search
 
 from .conftest import tiny_config
@@ -44,6 +44,9 @@ def test_methods_registry_and_lwft_candidate():
     assert ph.trainable == "from:5" and dict(ph.lr_mult) == {"backbone": 0.1} and ph.monitor == "auprc"
     with pytest.raises(ConfigError, match=">= 1"):
         lwft_strategy(0)
+    # candidates are compared on search.metric at the epoch each kept
+    phase = {"best_epoch": 2, "curve": [{"auc": 0.5, "auprc": 0.4}, {"auc": 0.7, "auprc": 0.6}]}
+    assert val_score(phase, "auprc") == 0.6 and val_score(phase, "auroc") == 0.7
 
 
 @pytest.mark.slow
