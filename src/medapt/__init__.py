@@ -7,6 +7,8 @@ The public API (imported lazily, so ``import medapt`` and the CLI's ``--help`` s
     medapt.build_report(run_dir) -> Path
     medapt.models.build(backbone, weights, n_outputs=1)                # UnitModel
     medapt.strategies.get(name), medapt.strategies.params_report(...)
+    medapt.search.run(config, method="probe")                         # cut-point search (docs/search.md)
+    medapt.similarity.compare_models(a, b, images)                     # SVCCA / PWCCA / CKA per unit
     medapt.train.train_phase(...), medapt.data.prepare_dataset(...), medapt.cost.green_algorithms(...)
 """
 
@@ -23,7 +25,8 @@ _LAZY = {
     "run_experiment": ("medapt.suite", "run_experiment"),
     "build_report": ("medapt.report", "build_report"),
 }
-_SUBMODULES = ("models", "strategies", "train", "data", "evaluate", "cost", "suite", "report", "analysis", "errors")
+_SUBMODULES = ("models", "strategies", "train", "data", "evaluate", "cost", "suite", "report", "analysis", "errors",
+               "search", "similarity")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

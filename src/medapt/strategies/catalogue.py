@@ -337,16 +337,21 @@ for _s in [
     register(_s)
 
 
-def _ttl(k: int) -> Strategy:
+def _ttl(k: int, head: str = "gap") -> Strategy:
+    name = "TTL" if head == "gap" else f"TTL-{head}"
     if k < 1:
-        raise ConfigError(f"TTL@{k}: the cut point k must be >= 1 (units 1..k are kept)")
-    return Strategy(f"TTL@{k}", "TTL", Surgery(keep=f"cut:{k}"),
+        raise ConfigError(f"{name}@{k}: the cut point k must be >= 1 (units 1..k are kept)")
+    what = "a new GAP head" if head == "gap" else f"a new {head} head (no pooling)"
+    return Strategy(f"{name}@{k}", "TTL", Surgery(keep=f"cut:{k}", head=head),
                     phases=(phase_from_dict({"name": "finetune", "trainable": "all", "data": "target", "preset": "ttl"}),),
-                    description=f"TruncatedTL: units 1..{k} with their pretrained weights, a new GAP head, "
+                    description=f"TruncatedTL: units 1..{k} with their pretrained weights, {what}, "
                                 "everything fine-tuned on the target task (ttl preset)", reference=PENG)
 
 
 STRATEGIES.register_family("TTL", _ttl, "TruncatedTL: keep units 1..k, new head, fine-tune all on the target (ttl preset)")
+# the paper's no-pooling comparison: the flattened feature map of unit k + linear (size tied to the image size)
+STRATEGIES.register_family("TTL-flatten", lambda k: _ttl(k, "flatten"),
+                           "TruncatedTL without pooling: keep units 1..k, flatten + linear head, fine-tune all (ttl preset)")
 
 
 # --- user strategies from YAML --------------------------------------------------------------------

@@ -18,6 +18,7 @@ _LAZY = {
     "StepStore": "store",
     "collect_tables": "tables",
     "EXECUTORS": "executors",
+    "run_search": "search", "SEARCH_METHODS": "search",
 }
 
 __all__ = sorted(_LAZY)

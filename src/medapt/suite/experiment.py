@@ -20,6 +20,7 @@ from ..config import apply_overrides, format_validation_error, read_yaml
 from ..data import DataSection
 from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
+from .search_spec import SearchSpec, SimilaritySpec
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
            "SourceSpec", "StatsSpec", "load_experiment", "experiment_from_dict"]
@@ -226,6 +227,8 @@ class Experiment(_Model):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds lists a seed twice")
         return self
+    search: SearchSpec | None = None  # a cut-point search (medapt.suite.search; docs/search.md)
+    similarity: SimilaritySpec | None = None  # per-unit similarity ImageNet vs DAPT (report section)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:

@@ -260,3 +260,5 @@ def pending(plan: Plan) -> list[Pending]:
 
 
 from . import study  # noqa: E402,F401  (registers the study planner: sources × seeds × shots)
+# planners of other modules register themselves on import (issue 12: search, similarity)
+from . import search, similarity  # noqa: E402,F401

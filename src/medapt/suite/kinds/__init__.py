@@ -130,3 +130,4 @@ def register_kind(cls: type[StepKind]) -> type[StepKind]:
 # the kinds medapt ships (each module registers its kind)
 from . import evaluate, extract, finetune, head, inference, init, prepare, pretrain  # noqa: E402,F401
 from . import fewshot  # noqa: E402,F401
+from . import search  # noqa: E402,F401  (probe, detect, search, similarity: issue 12)
