@@ -3,10 +3,11 @@
 from .catalogue import (DATA_ROLES, MONITORS, PRESETS, STRATEGIES, Phase, Plateau, Strategy, Surgery, from_dict, get,
                         load_yaml, names, parse_trainable, phase_from_dict, register)
 from .surgery import BN_POLICIES, apply_phase, count_params, param_groups, trainable_unit_indices
+from .transfer import lwft_candidates  # registers LWFT@k, TF@k, Transfusion@k, MeanVar, GaborConv1
 
 __all__ = ["DATA_ROLES", "MONITORS", "PRESETS", "STRATEGIES", "Phase", "Plateau", "Strategy", "Surgery", "from_dict",
            "get", "load_yaml", "names", "parse_trainable", "phase_from_dict", "register", "BN_POLICIES", "apply_phase",
-           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep", "mapping_on"]
+           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep", "mapping_on", "lwft_candidates"]
 
 
 def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1, bn_policy: str = "frozen",
