@@ -24,8 +24,15 @@ def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1
     model = build(backbone, s.surgery, n_outputs=n_outputs, image_size=image_size)
     total = model.n_params() if s.trains else model.n_params() - sum(p.numel() for p in model.head.parameters())
     phases = [{"name": p.name, "data": p.data, "trainable": count_params(model, p, bn_policy)[1]} for p in s.phases]
-    return {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
-            "keeps": model.n_units, "total": total, "phases": phases}
+    rep = {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
+           "keeps": model.n_units, "total": total, "phases": phases}
+    from ..models import INITS, Surgery
+
+    if INITS.get(s.surgery.init).reshapes:  # TF@k: the model it was slimmed from, for the saving
+        full = build(backbone, Surgery(keep=s.surgery.keep, init="random", head=s.surgery.head), n_outputs=n_outputs,
+                     image_size=image_size).n_params()
+        rep["unreshaped_total"], rep["saving"] = full, full - total
+    return rep
 
 
 def mapping_on(backbone: str, strategy: str | Strategy) -> dict:

@@ -22,6 +22,7 @@ from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
+           "ConvergenceSpec",
            "load_experiment", "experiment_from_dict"]
 
 
@@ -135,6 +136,22 @@ class CostSpec(_Model):
     inference_repeats: int = Field(5, ge=1)
 
 
+class ConvergenceSpec(_Model):
+    """Convergence speed (docs/transfer.md): the epoch and seconds at which each target phase's validation
+    AUC first reaches each of ``thresholds``, and the speed-up over the strategy ``baseline`` (``null``: none)."""
+
+    thresholds: list[float] = Field(default_factory=lambda: [0.9])
+    baseline: str | None = "Scratch"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _valid_thresholds(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not 0 < t <= 1:
+                raise ValueError(f"{t} is not an AUC threshold in (0, 1]")
+        return v
+
+
 class Experiment(_Model):
     """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
 
@@ -148,6 +165,7 @@ class Experiment(_Model):
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    convergence: ConvergenceSpec = Field(default_factory=ConvergenceSpec)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
