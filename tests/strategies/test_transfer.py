@@ -146,3 +146,32 @@ def test_inits_are_seeded(pretrained):
     a, b, c = _built("transfusion@4", seed=1), _built("transfusion@4", seed=1), _built("transfusion@4", seed=2)
     assert torch.equal(a.units[10].conv_pw.weight, b.units[10].conv_pw.weight)
     assert not torch.equal(a.units[10].conv_pw.weight, c.units[10].conv_pw.weight)
+
+
+def test_lwft_resume_with_the_cache_is_exact(tmp_path):
+    from dataclasses import replace
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((24, 3, 32, 32)).astype(np.float32)
+    y = (x[:, 0, :16].mean(axis=(1, 2)) > 0).astype(np.int64)
+    phase = replace(get("LWFT@5").target_phases[0], epochs=4, lr=3e-3)
+
+    def run(workdir, **kw):
+        torch.manual_seed(0)
+        m = build("resnet18", n_outputs=1)
+        r = train_phase(m, phase, x, y, task_type="binary", workdir=workdir, indices=np.arange(16),
+                        val_indices=np.arange(16, 24), cfg=EngineConfig(progress=False), **kw)
+        return m, r
+
+    ref, rr = run(tmp_path / "ref")
+
+    def crash(epoch, loss):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "run", on_epoch_end=crash)
+    m, r = run(tmp_path / "run")
+    assert rr.cached and r.cached and r.resumed_from == 2 and r.best_epoch == rr.best_epoch
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(m.state_dict()[k], v, rtol=0, atol=1e-6, msg=k)
