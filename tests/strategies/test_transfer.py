@@ -148,6 +148,7 @@ def test_inits_are_seeded(pretrained):
     assert not torch.equal(a.units[10].conv_pw.weight, c.units[10].conv_pw.weight)
 
 
+@pytest.mark.slow
 def test_lwft_resume_with_the_cache_is_exact(tmp_path):
     from dataclasses import replace
 
