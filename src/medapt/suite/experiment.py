@@ -22,7 +22,6 @@ from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
-           "ConvergenceSpec",
            "load_experiment", "experiment_from_dict"]
 
 
@@ -125,17 +124,6 @@ class DownstreamSpec(_Model):
         return v
 
 
-class CostSpec(_Model):
-    """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency;
-    ``energy_table``: Green Algorithms constant table of every estimate (``v1.1``, the constants
-    behind Mehmood et al.'s Table B1, or ``latest``)."""
-
-    track_energy: bool = True
-    energy_table: Literal["v1.1", "latest"] = "v1.1"
-    inference: bool = True
-    inference_repeats: int = Field(5, ge=1)
-
-
 class ConvergenceSpec(_Model):
     """Convergence speed (docs/transfer.md): the epoch and seconds at which each target phase's validation
     AUC first reaches each of ``thresholds``, and the speed-up over the strategy ``baseline`` (``null``: none)."""
@@ -152,6 +140,17 @@ class ConvergenceSpec(_Model):
         return v
 
 
+class CostSpec(_Model):
+    """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency;
+    ``energy_table``: Green Algorithms constant table of every estimate (``v1.1``, the constants
+    behind Mehmood et al.'s Table B1, or ``latest``)."""
+
+    track_energy: bool = True
+    energy_table: Literal["v1.1", "latest"] = "v1.1"
+    inference: bool = True
+    inference_repeats: int = Field(5, ge=1)
+
+
 class Experiment(_Model):
     """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
 
@@ -164,8 +163,8 @@ class Experiment(_Model):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
-    cost: CostSpec = Field(default_factory=CostSpec)
     convergence: ConvergenceSpec = Field(default_factory=ConvergenceSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
