@@ -26,6 +26,7 @@ def test_strategies_json(capsys):
     ftl = next(s for s in items if s["name"] == "FTL")
     assert ftl["phases"][0]["data"] == "target" and ftl["phases"][0]["monitor"] == "auroc"
     assert [f["name"] for f in listing["families"]][:2] == ["TTL@k", "TTL-flatten@k"]
+    assert {"TTL@k", "LWFT@k", "TF@k", "Transfusion@k"} <= {f["name"] for f in listing["families"]}
 
 
 def test_strategies_table_lists_families(capsys):

@@ -128,6 +128,9 @@ def _params(args: argparse.Namespace) -> int:
           f"{'Keras' if args.keras else 'PyTorch'} counting)")
     emit_table([["total", f"{rep['total']:,}"]] + [[p["name"], f"{p['trainable']:,}"] for p in rep["phases"]],
                ["", "parameters (trainable per phase)"])
+    if "saving" in rep:
+        print(f"saving: {rep['saving']:,} parameters ({rep['saving'] / rep['unreshaped_total']:.1%}) against the "
+              f"unslimmed model's {rep['unreshaped_total']:,}")
     if args.keras:
         print(f"{rep['rule']}: PyTorch {rep['torch_total']:,} + {rep['conv_biases']:,} conv biases + "
               f"{rep['bn_statistics']:,} BatchNorm statistics.")

@@ -33,7 +33,7 @@ from .anatomy import Anatomy, dissect
 from .backbones import create_backbone
 from .model import FlattenHead, GapHead, UnitModel, feature_shape
 
-__all__ = ["Surgery", "Init", "INITS", "HEADS", "build", "new_head", "cut_point"]
+__all__ = ["Surgery", "Init", "INITS", "HEADS", "build", "new_head", "cut_point", "architecture_surgery"]
 
 _KEEP = re.compile(r"^(all|stages:\d+|stride:\d+|cut:\d+)$")
 
@@ -44,12 +44,15 @@ class Init:
 
     ``pretrained``: the backbone is created with the configured weights (else randomly);
     ``apply(model, generator)`` then changes the weights in place (``None``: nothing to do).
+    ``reshapes``: ``apply`` also changes the architecture (e.g. ``slim@k``), so a step that
+    reloads saved weights must run it again to get the same shapes (:func:`architecture_surgery`).
     """
 
     name: str
     pretrained: bool
     description: str = ""
     apply: Callable[[UnitModel, torch.Generator], None] | None = field(default=None, compare=False)
+    reshapes: bool = False
 
 
 #: initialisations by name (``pretrained``, ``random``; families ``name@k`` possible)
@@ -118,6 +121,17 @@ def cut_point(keep: str, anatomy: Anatomy) -> int | None:
     return stage_ends[int(n)]
 
 
+def architecture_surgery(surgery: Surgery) -> Surgery:
+    """The surgery that rebuilds ``surgery``'s architecture without pretrained weights or init draws to spare.
+
+    For loading saved weights: the init becomes ``random`` unless it reshapes the model (``slim@k``),
+    which must run again (on a randomly initialised backbone) to give the saved tensors their shapes.
+    """
+    if INITS.get(surgery.init).reshapes:
+        return surgery
+    return Surgery(keep=surgery.keep, init="random", head=surgery.head)
+
+
 def _channels(units) -> int:
     try:
         return feature_shape(units, 64)[0]
@@ -167,7 +181,7 @@ def build(
     if init.apply is not None:
         init.apply(out, generator if generator is not None else torch.Generator().manual_seed(0))
     if surgery.head != "gap":
-        out.head = HEADS.get(surgery.head)(units, n_outputs, image_size)
+        out.head = HEADS.get(surgery.head)(list(out.anatomy.units), n_outputs, image_size)
     return out
 
 

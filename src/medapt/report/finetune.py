@@ -44,3 +44,6 @@ def finetune_section(ctx: ReportContext) -> str:
                 rows.append(row)
         parts.append(f"<h3>{_e(task)}</h3>" + _table(pd.DataFrame(rows), left=("strategy",)))
     return "\n".join(parts)
+
+
+from . import convergence  # noqa: E402,F401  (registers the convergence-speed section beside this one)

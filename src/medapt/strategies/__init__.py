@@ -3,10 +3,11 @@
 from .catalogue import (DATA_ROLES, MONITORS, PRESETS, STRATEGIES, Phase, Plateau, Strategy, Surgery, from_dict, get,
                         load_yaml, names, parse_trainable, phase_from_dict, register)
 from .surgery import BN_POLICIES, apply_phase, count_params, param_groups, trainable_unit_indices
+from .transfer import lwft_candidates  # registers LWFT@k, TF@k, Transfusion@k, MeanVar, GaborConv1
 
 __all__ = ["DATA_ROLES", "MONITORS", "PRESETS", "STRATEGIES", "Phase", "Plateau", "Strategy", "Surgery", "from_dict",
            "get", "load_yaml", "names", "parse_trainable", "phase_from_dict", "register", "BN_POLICIES", "apply_phase",
-           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep", "mapping_on"]
+           "count_params", "param_groups", "trainable_unit_indices", "params_report", "describe_keep", "mapping_on", "lwft_candidates"]
 
 
 def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1, bn_policy: str = "frozen",
@@ -23,8 +24,15 @@ def params_report(backbone: str, strategy: str | Strategy, *, n_outputs: int = 1
     model = build(backbone, s.surgery, n_outputs=n_outputs, image_size=image_size)
     total = model.n_params() if s.trains else model.n_params() - sum(p.numel() for p in model.head.parameters())
     phases = [{"name": p.name, "data": p.data, "trainable": count_params(model, p, bn_policy)[1]} for p in s.phases]
-    return {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
-            "keeps": model.n_units, "total": total, "phases": phases}
+    rep = {"backbone": backbone, "strategy": s.name, "n_outputs": n_outputs, "bn_policy": bn_policy,
+           "keeps": model.n_units, "total": total, "phases": phases}
+    from ..models import INITS, Surgery
+
+    if INITS.get(s.surgery.init).reshapes:  # TF@k: the model it was slimmed from, for the saving
+        full = build(backbone, Surgery(keep=s.surgery.keep, init="random", head=s.surgery.head), n_outputs=n_outputs,
+                     image_size=image_size).n_params()
+        rep["unreshaped_total"], rep["saving"] = full, full - total
+    return rep
 
 
 def mapping_on(backbone: str, strategy: str | Strategy) -> dict:

@@ -41,8 +41,8 @@ def trainable_unit_indices(model: UnitModel, spec: str) -> list[int]:
         return list(range(blocks[-k], n))  # the blocks and every unit after them (a tail layer)
     if kind == "from":
         k = int(arg)
-        if not 0 <= k < n:
-            raise ConfigError(f"trainable 'from:{k}' but the model has cut points 0..{n - 1}")
+        if not 0 <= k <= n:  # from:n = the head alone (LWFT@n)
+            raise ConfigError(f"trainable 'from:{k}' but the model has cut points 0..{n}")
         return list(range(k, n))
     idx = sorted(model.anatomy.index(name) for name in arg.split(","))
     return idx

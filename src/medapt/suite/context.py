@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path, atomic_write_json
 from ..cost import PhaseMeter
 from ..data import PreparedDataset, load_prepared
-from ..models import Surgery, UnitModel, build
+from ..models import Surgery, UnitModel, architecture_surgery, build
 from ..train import Runtime
 from .graph import Step
 from .store import StepStore
@@ -85,7 +85,8 @@ class RunContext:
         key = init_step(weights_step).key
         result = self.store.result(weights_step)
         # the architecture only: the weights come from the file (no pretrained download, no init draws)
-        surgery = Surgery(keep=key.surgery["keep"], init="random", head=key.surgery["head"])
+        surgery = architecture_surgery(Surgery(keep=key.surgery["keep"], init=key.surgery["init"],
+                                               head=key.surgery["head"]))
         model = build(key.backbone, surgery, n_outputs=int(result["n_outputs"]), image_size=key.image_size)
         model.load_state_dict(load_file(str(self.store.path(weights_step) / "weights.safetensors")))
         return model

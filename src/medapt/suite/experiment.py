@@ -129,6 +129,22 @@ class DownstreamSpec(_Model):
         return v
 
 
+class ConvergenceSpec(_Model):
+    """Convergence speed (docs/transfer.md): the epoch and seconds at which each target phase's validation
+    AUC first reaches each of ``thresholds``, and the speed-up over the strategy ``baseline`` (``null``: none)."""
+
+    thresholds: list[float] = Field(default_factory=lambda: [0.9])
+    baseline: str | None = "Scratch"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _valid_thresholds(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not 0 < t <= 1:
+                raise ValueError(f"{t} is not an AUC threshold in (0, 1]")
+        return v
+
+
 class CostSpec(_Model):
     """``track_energy``: run CodeCarbon around each step; ``inference``: measure final models' latency;
     ``energy_table``: Green Algorithms constant table of every estimate (``v1.1``, the constants
@@ -188,6 +204,7 @@ class Experiment(_Model):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
+    convergence: ConvergenceSpec = Field(default_factory=ConvergenceSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
     #: study axes (medapt.suite.study, docs/study.md): weight sources (given, they replace `backbone`),
     #: few-shot levels and draws, paired statistics

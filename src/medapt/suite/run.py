@@ -220,6 +220,10 @@ def run_experiment(
                     log.info("planning round %d: %d steps from earlier results (%s)", round_, len(steps),
                              ", ".join(f"{k} {v}" for k, v in count_kinds(steps).items()))
             collect_tables(plan, store, run_dir, costs_only=only is not None)
+            if only is None:
+                from ..evaluate.convergence import write_convergence
+
+                write_convergence(run_dir, exp.convergence.thresholds, exp.convergence.baseline)
             if only is None and report:
                 from ..report import build_report
 
