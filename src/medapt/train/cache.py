@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..atomic import atomic_path
 from ..models.model import GapHead, UnitModel
 
 __all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest", "record_build",
-           "build_record"]
+           "build_record", "evict_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,14 @@ def build_prefix_cache(
     dtype: str = "float32",
     data_key: str | None = None,
     rows: np.ndarray | None = None,
+    max_gb: float | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Compute (or reuse) the prefix outputs for the images ``x[rows]``; return a read-only memmap.
 
     The file is keyed by prefix weights + data + cut + dtype and written to a temporary name then
     renamed, so a crash never leaves a truncated cache that looks complete. Returns the array and
-    whether it was reused.
+    whether it was reused. ``max_gb`` bounds the caches in ``cache_dir``: the least recently used
+    ones are deleted (and recomputed if a later phase needs them again), see :func:`evict_caches`.
     """
     prefix = list(model.units[: plan.cut])
     rows = np.arange(len(x)) if rows is None else np.asarray(rows)
@@ -156,6 +159,7 @@ def build_prefix_cache(
             arr = np.load(path, mmap_mode="r")
             if arr.shape[0] == len(rows):
                 log.info("frozen-prefix cache hit: %s", path.name)
+                os.utime(path)  # the least-recently-used order is the files' modification times
                 return arr, True
         except (ValueError, OSError) as exc:
             log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
@@ -173,4 +177,38 @@ def build_prefix_cache(
             out[s : s + len(a)] = a
         out.flush()
         del out
+    if max_gb is not None:
+        evict_caches(cache_dir, max_gb, keep=path)
     return np.load(path, mmap_mode="r"), False
+
+
+def evict_caches(cache_dir: Path, max_gb: float, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used prefix caches in ``cache_dir`` until they hold at most
+    ``max_gb`` GB (``keep``, the cache just built, is never deleted); return what was deleted.
+
+    Each eviction is logged; a later phase that needs an evicted cache recomputes it (one forward
+    pass of its prefix). Files open elsewhere stay readable until closed (POSIX unlink).
+    """
+    files = [p for p in Path(cache_dir).glob("prefix-k*.npy") if p.is_file()]
+    sizes = {p: p.stat().st_size for p in files}
+    total, limit = sum(sizes.values()), max_gb * 1e9
+    evicted = []
+    for p in sorted(files, key=lambda f: f.stat().st_mtime):
+        if total <= limit:
+            break
+        if keep is not None and p.resolve() == Path(keep).resolve():
+            continue
+        try:
+            p.unlink()
+            _record_path(p).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("frozen-prefix cache %s could not be evicted (%s)", p.name, exc)
+            continue
+        total -= sizes[p]
+        evicted.append(p)
+        log.info("frozen-prefix cache %s evicted (least recently used, %.2f GB) to stay within engine.cache_max_gb "
+                 "= %g GB; it is recomputed if needed again", p.name, sizes[p] / 1e9, max_gb)
+    if total > limit:
+        log.warning("frozen-prefix caches in %s hold %.2f GB, above engine.cache_max_gb = %g GB: the cache in use "
+                    "alone is larger", cache_dir, total / 1e9, max_gb)
+    return evicted
