@@ -60,7 +60,7 @@ class EngineConfig:
     eval_batch_size: int = 64
     progress: bool | None = None  # None: a bar on a TTY, log lines elsewhere
     # checkpoints: after every N-th epoch (0: not by count) and whenever S seconds passed since the
-    # last one (0: not by time); the last epoch always writes one. Resume is exact either way.
+    # last one (0: not by time); both 0: none. Resume (from the last one written) is exact either way.
     checkpoint_every: int = 1
     checkpoint_seconds: float = 0.0
     # frozen-prefix caches: at most this many GB on disk (least recently used evicted); None: no bound
@@ -170,11 +170,13 @@ def class_weight_vector(spec, y: np.ndarray, task_type: str, n_classes: int) -> 
 
 
 def _optimizer(phase: Phase, groups: list[dict]) -> torch.optim.Optimizer:
+    # foreach: the multi-tensor implementation (CUDA's default) on every device; on CPU it is ~25%
+    # faster than the per-parameter loop and gives bitwise the same weights (benchmarks/engine.py)
     if phase.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=phase.lr)
+        return torch.optim.Adam(groups, lr=phase.lr, foreach=True)
     if phase.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=phase.lr)
-    return torch.optim.SGD(groups, lr=phase.lr, momentum=0.9)
+        return torch.optim.AdamW(groups, lr=phase.lr, foreach=True)
+    return torch.optim.SGD(groups, lr=phase.lr, momentum=0.9, foreach=True)
 
 
 def _epoch_generator(seed: int, phase: str, epoch: int, purpose: str) -> torch.Generator:
@@ -491,8 +493,7 @@ def train_phase(
         else:
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
                           "train_loss": losses[-1]})
-        due = (epoch == phase.epochs or bool(stop_reason)
-               or (cfg.checkpoint_every > 0 and epoch - last_ckpt_epoch >= cfg.checkpoint_every)
+        due = ((cfg.checkpoint_every > 0 and epoch - last_ckpt_epoch >= cfg.checkpoint_every)
                or (cfg.checkpoint_seconds > 0 and time.perf_counter() - last_ckpt_time >= cfg.checkpoint_seconds))
         if due:
             last_ckpt_epoch, last_ckpt_time = epoch, time.perf_counter()
