@@ -138,6 +138,7 @@ class CostSpec(_Model):
     energy_table: Literal["v1.1", "latest"] = "v1.1"
     inference: bool = True
     inference_repeats: int = Field(5, ge=1)
+    hardware: str | None = None  # the dry run's Green Algorithms profile (default: the one matching this machine)
 
 
 class Experiment(_Model):
