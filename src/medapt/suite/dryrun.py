@@ -208,6 +208,8 @@ def resources(exp, plan, est, rows: list[dict[str, Any]], hardware: str | None, 
     size, ch = exp.data.image_size, exp.data.channels
     disk: dict[str, float] = {"prepared data": 0.0, "prefix caches": 0.0, "checkpoints": 0.0, "weights": 0.0}
     caches: dict[tuple, float] = {}
+    acts_of: dict[int, float] = {}  # per model: one forward pass each, not one per step
+    cut_shape: dict[tuple, tuple] = {}
     peak_model = 0.0
     for s in steps:
         if s.kind == "prepare":
@@ -223,13 +225,17 @@ def resources(exp, plan, est, rows: list[dict[str, Any]], hardware: str | None, 
         disk["weights"] += params * 4
         checkpoint = (n_train * 3 + (params - n_train) * 0) * 4  # trainable weights + Adam's two moments
         disk["checkpoints"] = max(disk["checkpoints"], checkpoint)  # one at a time: deleted when the step ends
-        acts = _activation_bytes(model, size)
+        if id(model) not in acts_of:
+            acts_of[id(model)] = _activation_bytes(model, size)
+        acts = acts_of[id(model)]
         peak_model = max(peak_model, params * 4 + n_train * 12 + acts * phase.batch_size)
         cp = plan_cache(model, trainable, mode=s.key.engine["cache"], augment=bool(s.key.engine["augment"] or phase.augment))
         if cp.use:
-            with torch.no_grad():
-                a = model.forward_units(torch.zeros(1, 3, size, size), 0, cp.cut)
-            per = (a.shape[1] if cp.pooled else a[0].numel()) * (2 if s.key.engine["cache_dtype"] == "float16" else 4)
+            if (id(model), cp.cut) not in cut_shape:
+                with torch.no_grad():
+                    cut_shape[(id(model), cp.cut)] = tuple(model.forward_units(torch.zeros(1, 3, size, size), 0, cp.cut).shape)
+            shape = cut_shape[(id(model), cp.cut)]
+            per = (shape[1] if cp.pooled else int(np.prod(shape[1:]))) * (2 if s.key.engine["cache_dtype"] == "float16" else 4)
             size_info = est.dataset(s.inputs["data"]) or {}
             n = size_info.get("train", 0) + (size_info.get("val", 0) if phase.monitor else 0)
             caches[(s.inputs["data"].id, s.inputs["weights"].id if cp.cut == model.n_units else "", cp.cut,
