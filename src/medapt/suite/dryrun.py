@@ -123,9 +123,11 @@ class Calibration:
     build_s: float  # building (or loading) the backbone once
     epoch_overhead_s: float  # the engine's fixed cost per epoch (FLOP-free head phase, checkpoint included)
     note: str
+    batch_overhead_s: float = 0.0  # the engine's fixed cost per batch (Python, optimizer bookkeeping)
 
-    def seconds(self, flops: float, *, models: int = 0, epochs: int = 0) -> float:
-        return float(flops) / self.flops_per_s + models * self.build_s + epochs * self.epoch_overhead_s
+    def seconds(self, flops: float, *, models: int = 0, epochs: int = 0, batches: int = 0) -> float:
+        return (float(flops) / self.flops_per_s + models * self.build_s + epochs * self.epoch_overhead_s
+                + batches * self.batch_overhead_s)
 
 
 def calibrate(exp, runtime) -> Calibration:
@@ -142,18 +144,23 @@ def calibrate(exp, runtime) -> Calibration:
     model = build(exp.backbone.name, Surgery("all", "random"), n_outputs=1, image_size=32)
     build_s = time.perf_counter() - t0
     e = exp.engine
-    # a head-only phase on 4 tiny images: its FLOPs are ~0, so its time per epoch is the overhead
-    epochs = 12
-    phase = Phase("overhead", "head", lr=1e-6, epochs=epochs, batch_size=4)
-    x = np.zeros((4, 3, 32, 32), np.float32)
+    # head-only phases on 16 tiny images cost ~0 FLOPs: their time is the engine's overhead, per epoch
+    # (1 batch of 16 per epoch) and per batch (4 batches of 4 per epoch: the difference / 3)
+    epochs, x, y = 8, np.zeros((16, 3, 32, 32), np.float32), np.zeros(16, np.int64)
+    per_epoch = {}
     with tempfile.TemporaryDirectory() as d, torch.random.fork_rng():
         cfg = EngineConfig(bn_policy=e.bn_policy, cache="auto", progress=False, checkpoint_every=e.checkpoint_every,
                            checkpoint_seconds=e.checkpoint_seconds)
-        res = train_phase(model, phase, x, np.zeros(4, np.int64), task_type="binary", cfg=cfg, runtime=runtime,
-                          workdir=Path(d))
-    overhead = res.loop_seconds / epochs
-    note = f"{probe}; model build {build_s:.2f} s; engine overhead {overhead * 1e3:.1f} ms/epoch"
-    return Calibration(fps, build_s, overhead, note)
+        for bs in (16, 4):
+            phase = Phase("overhead", "head", lr=1e-6, epochs=epochs, batch_size=bs)
+            res = train_phase(model, phase, x, y, task_type="binary", cfg=cfg, runtime=runtime,
+                              workdir=Path(d) / str(bs), cache_dir=Path(d) / "cache")
+            per_epoch[bs] = res.loop_seconds / epochs
+    batch = max(0.0, (per_epoch[4] - per_epoch[16]) / 3)
+    overhead = max(0.0, per_epoch[16] - batch)
+    note = (f"{probe}; model build {build_s:.2f} s; engine overhead {overhead * 1e3:.1f} ms/epoch + "
+            f"{batch * 1e3:.2f} ms/batch")
+    return Calibration(fps, build_s, overhead, note, batch)
 
 
 _MODEL_KINDS = ("init", "pretrain", "finetune", "extract", "evaluate", "inference")
@@ -165,6 +172,14 @@ def step_epochs(step) -> int:
     if phase is not None:
         return int(phase.epochs)
     return 0  # heads train in their own small loop (not the engine): FLOPs only
+
+
+def step_batches(step, images: int | None) -> int:
+    """Batches a training step runs (images over the phase's batch size; 0 when unknown)."""
+    phase = getattr(step.key, "phase", None)
+    if phase is None or not images:
+        return 0
+    return int(math.ceil(images / max(1, phase.batch_size)))
 
 
 def step_models(step) -> int:

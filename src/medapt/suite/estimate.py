@@ -110,7 +110,7 @@ def probe_flops_per_second(exp, runtime) -> tuple[float, str]:
 def project_plan(plan, ctx) -> list[dict[str, Any]]:
     """One row per step (id, kind, label, users, status, images, FLOPs, projected seconds), one per
     pending group of result-dependent steps, and a total."""
-    from .dryrun import calibrate, missing_paths, resources, step_epochs, step_models, write_projection
+    from .dryrun import calibrate, missing_paths, resources, step_batches, step_epochs, step_models, write_projection
 
     t0 = time.perf_counter()
     cal = calibrate(ctx.experiment, ctx.runtime)
@@ -123,7 +123,8 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
         e = KINDS.get(s.kind).estimate(s, est)
         seconds = 0.0
         if status != "done" and (e.flops or step_models(s) or step_epochs(s)):
-            seconds = cal.seconds(e.flops or 0.0, models=step_models(s), epochs=step_epochs(s))
+            seconds = cal.seconds(e.flops or 0.0, models=step_models(s), epochs=step_epochs(s),
+                                  batches=step_batches(s, e.images))
         rows.append({"id": s.id, "kind": s.kind, "label": s.label, "users": list(s.users), "status": status,
                      "images": e.images, "flops": e.flops, "seconds": seconds, "hash": s.hash})
     for p in pending(plan):
