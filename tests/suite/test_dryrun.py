@@ -87,3 +87,16 @@ def test_projection_table_joins_projected_and_actual(tmp_path):
     assert lines[2].endswith(",4.0000,2.0000,0.5000") and len(lines) == 3  # cc was not projected
     # no dry run, no table
     assert write_projection_table(tmp_path / "other", SimpleNamespace(steps=steps), store) is None
+
+
+def test_report_projection_section(tmp_path):
+    from medapt.report.projection import projection_section
+
+    ctx = SimpleNamespace(rf=SimpleNamespace(run_dir=tmp_path))
+    assert projection_section(ctx) == ""  # no dry run: no section
+    (tmp_path / "projection.csv").write_text("step,kind,label,projected_s,actual_s,actual_over_projected\n"
+                                             'pretrain/aa,pretrain,"phase1",2.0,3.0,1.5\n'
+                                             'head/bb,head,"model1",4.0,2.0,0.5\n')
+    html = projection_section(ctx)
+    assert "<h2>Projection</h2>" in html and "projected 6.0 s" in html and "took 5.0 s" in html
+    assert "pretrain/aa" in html and "0.83" in html  # 5 / 6
