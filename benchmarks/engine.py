@@ -15,7 +15,7 @@ For the whole network (``keep: all``) and ResNet50 truncated after unit 8 (``cut
 at 224 px; the ratio engine / bare is the overhead (ideal 1.0: both run the same FLOPs, counted and
 printed). Prints one JSON object.
 
-    python benchmarks/engine.py --quick      # 64 images at 96 px, batch 16
+    python benchmarks/engine.py --quick      # 32 images at 96 px, batch 16
     python benchmarks/engine.py              # 300 images at 224 px, batch 32 (the TruncatedTL comparison)
 """
 
@@ -51,7 +51,7 @@ def main() -> None:
     add_common_args(ap)
     args = ap.parse_args()
     if args.quick:
-        args.n, args.size, args.batch_size = 64, 96, 16
+        args.n, args.size, args.batch_size = 32, 96, 16
     threads = pin_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     rng = np.random.default_rng(0)
