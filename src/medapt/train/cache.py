@@ -87,7 +87,8 @@ def state_digest(modules: list[nn.Module]) -> str:
             h.update(k.encode())
             t = v.detach().cpu().contiguous()
             h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():  # the buffer itself: no copy of the weights (same digest as hashing its bytes)
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:20]
 
 
