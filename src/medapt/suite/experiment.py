@@ -71,9 +71,10 @@ class EngineSpec(_Model):
     deterministic: bool = False
     eval_batch_size: int = Field(64, ge=1)
     # not in step hashes (they change when files are written, not the numbers): checkpoints after every
-    # N-th epoch and/or every S seconds (0 = off), and a disk bound on the frozen-prefix caches (LRU)
-    checkpoint_every: int = Field(1, ge=0)
-    checkpoint_seconds: float = Field(0.0, ge=0)
+    # N-th epoch and/or every S seconds (0 = off; default: at most one per 5 minutes of training, so a
+    # crash loses <= 5 min and short epochs write none), and a disk bound on the prefix caches (LRU)
+    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_seconds: float = Field(300.0, ge=0)
     cache_max_gb: float | None = Field(None, gt=0)
 
     @field_validator("cache", mode="before")
