@@ -126,7 +126,8 @@ def test_cli_dry_run_prints_plan_with_projection(write_config, tmp_path, capsys)
     assert all(r["flops"] > 0 for r in rows if r["kind"] in ("pretrain", "extract", "head"))
     heads = [r for r in rows if r["kind"] == "head"]
     assert all(r["images"] == 18 * 3 for r in heads)  # 18 training images (75% of 3 x 8) x 3 epochs
-    assert not (tmp_path / "dry").exists()  # a dry run writes nothing
+    # a dry run writes only its projection (for the run's projected-vs-actual table)
+    assert [p.name for p in (tmp_path / "dry").iterdir()] == ["projection.json"]
 
 
 def test_cli_run_writes_report(write_config, tmp_path, capsys):

@@ -61,6 +61,10 @@ def _print_plan(rows: list[dict], fmt: str) -> None:
           + (f", and {len(later)} group(s) of steps that depend on results (upper bounds included)" if later else "")
           + f"; total {tot['flops']:.3g} FLOPs, about {tot['seconds']:.0f} s projected from a measured probe: "
           f"{tot['label']}")
+    if tot.get("resources") or tot.get("missing"):
+        from ..suite.dryrun import format_resources
+
+        print(format_resources(tot.get("resources"), tot.get("missing", []), tot.get("sizes", [])))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -148,6 +148,9 @@ class _Base(_Model):
 
 class _Labelled(_Base):
     classes: list[str] | None = Field(None, description="class names in label order")
+    # read by the dry run only, when the data is absent; not part of the prepared data's key
+    n_images: int | None = Field(None, ge=1, exclude=True,
+                                 description="the dataset's image count, for `--dry-run` before the data is there")
     class_map: dict[str, str] | None = Field(None, description="raw label -> class name")
     ignore: list[str] = Field(default_factory=list, description="raw labels to drop")
 

@@ -15,6 +15,7 @@ from ..atomic import atomic_write_bytes
 from . import cost_sections, finetune, results  # noqa: F401  (each registers its sections)
 from . import study  # noqa: F401,E402  (study and multi-label sections)
 from . import search as _search_sections  # noqa: F401  (search, similarity: issue 12)
+from . import projection  # noqa: F401  (projected vs actual seconds, when a dry run projected)
 from ._io import load_run
 from .html import _CSS, _SCRIPT, Figures, _e
 from .sections import DEFAULT_THRESHOLD, SECTIONS, ReportContext, strategy_order, threshold_of

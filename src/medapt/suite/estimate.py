@@ -40,6 +40,7 @@ class Estimator:
     store: Any
     _sizes: dict[str, Any] = field(default_factory=dict)
     _models: dict[tuple, UnitModel] = field(default_factory=dict)
+    size_notes: list[str] = field(default_factory=list)  # datasets sized from declared/paper counts
 
     @property
     def image_size(self) -> int:
@@ -51,7 +52,19 @@ class Estimator:
             base = self.dataset(prepare_step.inputs["data"])
             return None if base is None else {**base, "train": min(base["train"], prepare_step.key.shots * base["classes"])}
         if prepare_step.id not in self._sizes:
-            self._sizes[prepare_step.id] = KINDS.get("prepare").size(prepare_step, self.store)
+            size = KINDS.get("prepare").size(prepare_step, self.store)
+            if size is None:  # not readable (yet): the declared n_images or the paper's size
+                from .dryrun import declared_size, spec_of
+
+                found = declared_size(spec_of(self.exp, prepare_step))
+                if found is not None:
+                    n, k, where = found
+                    split = prepare_step.key.split
+                    parts = ({s: int(round(n * split[s])) for s in ("train", "val", "test")} | {"external": 0}
+                             if split is not None else {"train": 0, "val": 0, "test": 0, "external": n})
+                    size = {"n": n, "classes": k, **parts}
+                    self.size_notes.append(f"{prepare_step.label}: {n:,} images ({where})")
+            self._sizes[prepare_step.id] = size
         return self._sizes[prepare_step.id]
 
     def task_type(self, prepare_step) -> str:
@@ -102,22 +115,41 @@ def probe_flops_per_second(exp, runtime) -> tuple[float, str]:
 def project_plan(plan, ctx) -> list[dict[str, Any]]:
     """One row per step (id, kind, label, users, status, images, FLOPs, projected seconds), one per
     pending group of result-dependent steps, and a total."""
+    from .dryrun import calibrate, missing_paths, resources, step_batches, step_epochs, step_models, write_projection
+
     t0 = time.perf_counter()
-    flops_per_s, probe = probe_flops_per_second(ctx.experiment, ctx.runtime)
-    log.info("dry run: throughput probe %s (%.1fs)", probe, time.perf_counter() - t0)
+    cal = calibrate(ctx.experiment, ctx.runtime)
+    flops_per_s, probe = cal.flops_per_s, cal.note
+    log.info("dry run: calibration %s (%.1fs)", probe, time.perf_counter() - t0)
     est = Estimator(ctx.experiment, ctx.store)
     rows = []
     for s in plan.steps:
         status = "done" if ctx.store.done(s) else ("partial" if ctx.store.partial(s).exists() else "to run")
         e = KINDS.get(s.kind).estimate(s, est)
+        seconds = 0.0
+        if status != "done" and (e.flops or step_models(s) or step_epochs(s)):
+            seconds = cal.seconds(e.flops or 0.0, models=step_models(s), epochs=step_epochs(s),
+                                  batches=step_batches(s, e.images))
         rows.append({"id": s.id, "kind": s.kind, "label": s.label, "users": list(s.users), "status": status,
-                     "images": e.images, "flops": e.flops,
-                     "seconds": project_seconds(e.flops, flops_per_s) if e.flops and status != "done" else 0.0})
+                     "images": e.images, "flops": e.flops, "seconds": seconds, "hash": s.hash})
     for p in pending(plan):
         rows.append({"id": f"pending/{p.planner}", "kind": "pending", "label": p.label, "users": [],
                      "status": f"depends on results (at most {p.steps} steps)", "images": None, "flops": p.flops,
                      "seconds": project_seconds(p.flops, flops_per_s) if p.flops else 0.0})
-    rows.append({"id": "total", "kind": "", "label": probe, "users": [], "status": "",
-                 "images": None, "flops": float(np.nansum([r["flops"] for r in rows])),
-                 "seconds": float(np.nansum([r["seconds"] for r in rows]))})
+    total = {"id": "total", "kind": "", "label": probe, "users": [], "status": "",
+             "images": None, "flops": float(np.nansum([r["flops"] for r in rows])),
+             "seconds": float(np.nansum([r["seconds"] for r in rows]))}
+    total["missing"] = missing_paths(ctx.experiment, plan, ctx.store)
+    total["sizes"] = list(est.size_notes)
+    try:
+        total["resources"] = resources(ctx.experiment, plan, est, rows, getattr(ctx.experiment.cost, "hardware", None),
+                                       ctx.runtime)
+    except Exception as exc:  # the resource estimate must not hide the plan
+        log.warning("dry run: resources not estimated (%s: %s)", type(exc).__name__, exc)
+        total["resources"] = None
+    rows.append(total)
+    try:
+        write_projection(ctx.run_dir, rows, cal)
+    except OSError as exc:
+        log.warning("dry run: projection.json not written (%s)", exc)
     return rows

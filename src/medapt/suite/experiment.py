@@ -75,6 +75,12 @@ class EngineSpec(_Model):
     augment: bool = False
     deterministic: bool = False
     eval_batch_size: int = Field(64, ge=1)
+    # not in step hashes (they change when files are written, not the numbers): checkpoints after every
+    # N-th epoch and/or every S seconds (0 = off; default: at most one per 5 minutes of training, so a
+    # crash loses <= 5 min and short epochs write none), and a disk bound on the prefix caches (LRU)
+    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_seconds: float = Field(300.0, ge=0)
+    cache_max_gb: float | None = Field(None, gt=0)
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -154,6 +160,7 @@ class CostSpec(_Model):
     energy_table: Literal["v1.1", "latest"] = "v1.1"
     inference: bool = True
     inference_repeats: int = Field(5, ge=1)
+    hardware: str | None = None  # the dry run's Green Algorithms profile (default: the one matching this machine)
 
 
 class SourceSpec(_Model):

@@ -109,7 +109,7 @@ def environment(runtime=None, deterministic: bool = False) -> dict[str, Any]:
 def _check_run_dir(run_dir: Path, exp: Experiment, force: bool) -> None:
     cfg = run_dir / "config.yaml"
     if not cfg.exists():
-        if run_dir.exists() and any(p for p in run_dir.iterdir() if p.name not in (".lock",)):
+        if run_dir.exists() and any(p for p in run_dir.iterdir() if p.name not in (".lock", "projection.json")):
             if not (run_dir / "steps").exists() and not force:
                 raise RunDirError(f"{str(run_dir)!r} exists and is not a medapt run directory; choose another --out "
                                   "or pass --force to use it anyway")
@@ -191,6 +191,13 @@ def run_experiment(
         store.move_damaged = False  # a dry run changes nothing
 
         return RunResult(run_dir, plan, dry_run=project_plan(plan, ctx))
+    from .dryrun import missing_message, missing_paths, write_projection_table
+
+    missing = missing_paths(exp, plan, store)
+    if missing:  # every missing dataset path at once, before anything runs
+        from ..errors import DataPathError
+
+        raise DataPathError(missing_message(missing))
     run = EXECUTORS.get(executor)  # unknown executor: a clear error before anything is written
     if exp.cost.track_energy:
         from ..cost import prime_energy_tracker
@@ -224,6 +231,7 @@ def run_experiment(
                 from ..evaluate.convergence import write_convergence
 
                 write_convergence(run_dir, exp.convergence.thresholds, exp.convergence.baseline)
+            write_projection_table(run_dir, plan, store)  # projected (dry run) vs actual seconds, if projected
             if only is None and report:
                 from ..report import build_report
 

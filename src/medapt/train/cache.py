@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..atomic import atomic_path
 from ..models.model import GapHead, UnitModel
 
 __all__ = ["CachePlan", "plan_cache", "prefix_problems", "build_prefix_cache", "state_digest", "record_build",
-           "build_record"]
+           "build_record", "evict_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ def state_digest(modules: list[nn.Module]) -> str:
             h.update(k.encode())
             t = v.detach().cpu().contiguous()
             h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():  # the buffer itself: no copy of the weights (same digest as hashing its bytes)
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:20]
 
 
@@ -135,12 +137,14 @@ def build_prefix_cache(
     dtype: str = "float32",
     data_key: str | None = None,
     rows: np.ndarray | None = None,
+    max_gb: float | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Compute (or reuse) the prefix outputs for the images ``x[rows]``; return a read-only memmap.
 
     The file is keyed by prefix weights + data + cut + dtype and written to a temporary name then
     renamed, so a crash never leaves a truncated cache that looks complete. Returns the array and
-    whether it was reused.
+    whether it was reused. ``max_gb`` bounds the caches in ``cache_dir``: the least recently used
+    ones are deleted (and recomputed if a later phase needs them again), see :func:`evict_caches`.
     """
     prefix = list(model.units[: plan.cut])
     rows = np.arange(len(x)) if rows is None else np.asarray(rows)
@@ -160,6 +164,7 @@ def build_prefix_cache(
                 arr = np.load(path, mmap_mode="r")
                 if arr.shape[0] == len(rows):
                     log.info("frozen-prefix cache hit: %s (contents verified)", path.name)
+                    _touch_last_used(path)
                     return arr, True
             except (ValueError, OSError) as exc:
                 log.warning("frozen-prefix cache %s unreadable (%s); recomputing", path.name, exc)
@@ -178,6 +183,8 @@ def build_prefix_cache(
         out.flush()
         del out
     _record_digest(path)
+    if max_gb is not None:
+        evict_caches(cache_dir, max_gb, keep=path)
     return np.load(path, mmap_mode="r"), False
 
 
@@ -207,3 +214,50 @@ def _cache_damage(cache: Path) -> str | None:
         return f"its digest record is unreadable ({exc})"
     damaged = check_files({cache.name: rec}, cache.parent)
     return damaged[0].problem if damaged else None
+
+
+def evict_caches(cache_dir: Path, max_gb: float, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used prefix caches in ``cache_dir`` until they hold at most
+    ``max_gb`` GB (``keep``, the cache just built, is never deleted); return what was deleted.
+
+    Each eviction is logged; a later phase that needs an evicted cache recomputes it (one forward
+    pass of its prefix). Files open elsewhere stay readable until closed (POSIX unlink).
+    """
+    files = [p for p in Path(cache_dir).glob("prefix-k*.npy") if p.is_file()]
+    sizes = {p: p.stat().st_size for p in files}
+    total, limit = sum(sizes.values()), max_gb * 1e9
+    evicted = []
+    for p in sorted(files, key=_last_used):
+        if total <= limit:
+            break
+        if keep is not None and p.resolve() == Path(keep).resolve():
+            continue
+        try:
+            p.unlink()
+            _record_path(p).unlink(missing_ok=True)
+            _digest_path(p).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("frozen-prefix cache %s could not be evicted (%s)", p.name, exc)
+            continue
+        total -= sizes[p]
+        evicted.append(p)
+        log.info("frozen-prefix cache %s evicted (least recently used, %.2f GB) to stay within engine.cache_max_gb "
+                 "= %g GB; it is recomputed if needed again", p.name, sizes[p] / 1e9, max_gb)
+    if total > limit:
+        log.warning("frozen-prefix caches in %s hold %.2f GB, above engine.cache_max_gb = %g GB: the cache in use "
+                    "alone is larger", cache_dir, total / 1e9, max_gb)
+    return evicted
+
+
+def _touch_last_used(cache: Path) -> None:
+    """Mark a cache as used now (for least-recently-used eviction) without touching the array
+    itself: its digest record's mtime is the last use (the array's mtime is part of its record)."""
+    try:
+        os.utime(_digest_path(cache))
+    except OSError:
+        pass
+
+
+def _last_used(cache: Path) -> float:
+    rec = _digest_path(cache)
+    return max(cache.stat().st_mtime, rec.stat().st_mtime if rec.exists() else 0.0)

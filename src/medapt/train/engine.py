@@ -59,6 +59,14 @@ class EngineConfig:
     deterministic: bool = False
     eval_batch_size: int = 64
     progress: bool | None = None  # None: a bar on a TTY, log lines elsewhere
+    # checkpoints: after every N-th epoch (0: not by count) and whenever S seconds passed since the
+    # last one (0: not by time); both 0: none. Resume (from the last one written) is exact either way.
+    checkpoint_every: int = 1
+    checkpoint_seconds: float = 0.0
+    # frozen-prefix caches: at most this many GB on disk (least recently used evicted); None: no bound
+    cache_max_gb: float | None = None
+    # a prefix cache whose float32 copy fits in this many GB is read into memory once per phase
+    cache_memory_gb: float = 4.0
 
     def __post_init__(self) -> None:
         if self.bn_policy not in BN_POLICIES:
@@ -67,6 +75,11 @@ class EngineConfig:
             raise ConfigError(f"engine.cache {self.cache!r} not in auto, off")
         if self.cache_dtype not in ("float32", "float16"):
             raise ConfigError(f"engine.cache_dtype {self.cache_dtype!r} not in float32, float16")
+        if self.checkpoint_every < 0 or self.checkpoint_seconds < 0:
+            raise ConfigError(f"engine.checkpoint_every ({self.checkpoint_every}) and engine.checkpoint_seconds "
+                              f"({self.checkpoint_seconds}) must be >= 0 (0 = off)")
+        if self.cache_max_gb is not None and self.cache_max_gb <= 0:
+            raise ConfigError(f"engine.cache_max_gb must be > 0 (or null: unbounded), got {self.cache_max_gb}")
 
 
 @dataclass
@@ -157,11 +170,13 @@ def class_weight_vector(spec, y: np.ndarray, task_type: str, n_classes: int) -> 
 
 
 def _optimizer(phase: Phase, groups: list[dict]) -> torch.optim.Optimizer:
+    # foreach: the multi-tensor implementation (CUDA's default) on every device; on CPU it is ~25%
+    # faster than the per-parameter loop and gives bitwise the same weights (benchmarks/engine.py)
     if phase.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=phase.lr)
+        return torch.optim.Adam(groups, lr=phase.lr, foreach=True)
     if phase.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=phase.lr)
-    return torch.optim.SGD(groups, lr=phase.lr, momentum=0.9)
+        return torch.optim.AdamW(groups, lr=phase.lr, foreach=True)
+    return torch.optim.SGD(groups, lr=phase.lr, momentum=0.9, foreach=True)
 
 
 def _epoch_generator(seed: int, phase: str, epoch: int, purpose: str) -> torch.Generator:
@@ -360,7 +375,8 @@ def train_phase(
             key = None if data_key is None else f"{data_key}|{hashlib.sha256(r.tobytes()).hexdigest()[:16]}"
             tb = time.perf_counter()
             arr, reused = build_prefix_cache(model, plan, x, cache_dir or workdir / "cache", runtime=rt, rows=r,
-                                             batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key)
+                                             batch_size=cfg.eval_batch_size, dtype=cfg.cache_dtype, data_key=key,
+                                             max_gb=cfg.cache_max_gb)
             if meter is not None:
                 flops = _forward_flops(model, plan, x, rt) * len(r)
                 if not reused:  # built here: this step's cost, recorded for the steps that reuse it
@@ -369,7 +385,7 @@ def train_phase(
                 else:  # built by another step: what this step would cost alone includes it
                     rec = build_record(arr) or {"seconds": 0.0, "flops": flops}
                     meter.add_reused(rec["seconds"], rec["flops"])
-            return arr
+            return _in_memory(arr, cfg.cache_memory_gb)
 
         inputs = cached(rows)
         start, in_rows = plan.cut, np.arange(len(rows))  # the cache is aligned with `rows`
@@ -380,7 +396,7 @@ def train_phase(
         inputs, start, in_rows = x, 0, rows
     running = RunningPart(model, start)
     if meter is not None and phase.epochs > 0:
-        example = rt.to_device(torch.as_tensor(np.asarray(inputs[in_rows[:2]], dtype=np.float32)))
+        example = rt.to_device(_batch(inputs, in_rows[:2]))
         yex = torch.as_tensor(np.asarray(y[rows[:2]])).to(rt.torch_device)
         meter.set_flops_per_image(_training_flops(running, example, yex, task_type))
 
@@ -424,6 +440,8 @@ def train_phase(
     progress = _Progress(phase.epochs, desc, cfg.progress, initial=first_epoch - 1)
     images = 0
     elapsed = curve[-1]["seconds"] if curve else 0.0
+    eval_flops = None  # counted once, not every epoch
+    last_ckpt_epoch, last_ckpt_time = first_epoch - 1, time.perf_counter()
     t_loop = time.perf_counter()
     for epoch in range(first_epoch, phase.epochs + 1):
         if stop_reason:
@@ -436,7 +454,7 @@ def train_phase(
             n_global = len(pos)
             if world > 1:  # this rank's share of the global batch
                 pos = np.array_split(pos, world)[rank]
-            xb = torch.as_tensor(np.asarray(inputs[in_rows[pos]], dtype=np.float32))
+            xb = _batch(inputs, in_rows[pos])
             yb = torch.as_tensor(np.asarray(y[rows[pos]]))
             if augment is not None and len(xb):
                 xb = augment(xb, aug_gen)
@@ -471,11 +489,17 @@ def train_phase(
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": lr_now, "train_loss": losses[-1], **val})
             extra = f" val {monitor.metric} {val[monitor.metric]:.4f}"
             if meter is not None:
-                meter.add_flops(_eval_flops(running, val_inputs, val_in_rows, rt) * len(val_rows))
+                if eval_flops is None:
+                    eval_flops = _eval_flops(running, val_inputs, val_in_rows, rt)
+                meter.add_flops(eval_flops * len(val_rows))
         else:
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
                           "train_loss": losses[-1]})
-        if rt.is_main:  # ranks hold the same weights under DDP; one writes
+        due = ((cfg.checkpoint_every > 0 and epoch - last_ckpt_epoch >= cfg.checkpoint_every)
+               or (cfg.checkpoint_seconds > 0 and time.perf_counter() - last_ckpt_time >= cfg.checkpoint_seconds))
+        if due:
+            last_ckpt_epoch, last_ckpt_time = epoch, time.perf_counter()
+        if due and rt.is_main:  # ranks hold the same weights under DDP; one writes
             _save_checkpoint(ckpt_path, {"model": changing_state(model), "optimizer": optimizer.state_dict(),
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
                                          "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
@@ -505,6 +529,21 @@ def train_phase(
                        augment=list(augment_names), curve=curve)
 
 
+def _in_memory(arr: np.ndarray, max_gb: float) -> np.ndarray | torch.Tensor:
+    """The cache as one float32 tensor in memory when it fits in ``max_gb`` (read and converted
+    once per phase, not in every batch of every epoch), else the memmap as it is."""
+    if arr.size * 4 > max_gb * 1e9:
+        return arr
+    return torch.from_numpy(np.array(arr, dtype=np.float32))  # a copy in memory, not a view of the file
+
+
+def _batch(inputs: np.ndarray | torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """One batch of float32 inputs: rows of a tensor in memory, or read (and converted) from an array."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.index_select(0, torch.from_numpy(rows))
+    return torch.as_tensor(np.asarray(inputs[rows], dtype=np.float32))
+
+
 def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime) -> float:
     """Forward FLOPs per image of the cached prefix (the one pass that builds the cache)."""
     from ..cost import count_flops
@@ -518,6 +557,6 @@ def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: 
     """Forward FLOPs per image of a validation pass of the running part."""
     from ..cost import count_flops
 
-    xb = rt.to_device(torch.as_tensor(np.asarray(inputs[rows[:1]], dtype=np.float32)))
+    xb = rt.to_device(_batch(inputs, rows[:1]))
     with torch.no_grad():
         return count_flops(lambda: running(xb))

@@ -40,7 +40,9 @@ class PhaseKind(StepKind):
 
     def train(self, ctx, step, workdir: Path, model, ds, *, val_rows: np.ndarray | None = None, desc: str) -> dict:
         k = step.key
-        cfg = EngineConfig(seed=k.seed, progress=ctx.progress, **k.engine)
+        e = ctx.experiment.engine  # how files are written: not part of the step's key
+        cfg = EngineConfig(seed=k.seed, progress=ctx.progress, **k.engine, checkpoint_every=e.checkpoint_every,
+                           checkpoint_seconds=e.checkpoint_seconds, cache_max_gb=e.cache_max_gb)
         meter = ctx.meter(step, k.phase.name)
         with meter:
             res = train_phase(model, k.phase, ds.images, ds.labels, task_type=ds.task_type, cfg=cfg,

@@ -1,0 +1,141 @@
+"""Suite-level speed-up: the quickstart's strategies the way the reference code runs them, against
+medapt (issue 15 §2).
+
+* ``reference`` — every strategy in its own run (its own run directory: no step shared with
+  another strategy) with ``engine.cache: off`` (every epoch recomputes the frozen prefix), as
+  Mehmood et al.'s notebooks do;
+* ``medapt`` — all strategies in one run: shared steps once, frozen-prefix caches.
+
+Same data (prepared once, before timing, in a shared data root: preparation is excluded from both),
+same seeds, same config otherwise; energy tracking, inference latency and the report are off in
+both (they are not the science and only add noise). The two are interleaved after a warm-up
+(``benchmarks/_method.py``). Prints JSON: median and min–max wall time of each, ``suite_speedup``,
+its FLOP ideal (the FLOPs each executed, summed from their ``costs.csv``) and efficiency, and the
+largest absolute difference between the two runs' final metrics (``max_metric_diff``, must be
+<= 1e-6: the same science).
+
+    python benchmarks/suite.py --quick      # 4 of the strategies scaled down (32 px, few images and epochs)
+    python benchmarks/suite.py              # examples/quickstart.yaml as shipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _method import add_common_args, interleave, machine, pin_threads, speedup, summary  # noqa: E402
+
+from medapt.config import read_yaml  # noqa: E402
+from medapt.suite import run_experiment  # noqa: E402
+from medapt.suite.experiment import experiment_from_dict  # noqa: E402
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "src" / "medapt" / "examples" / "quickstart.yaml"
+KEY = ["strategy", "seed", "head", "task", "split", "metric"]
+
+
+QUICK_STRATEGIES = ["ImageNet", "DA_L1SB", "DA_L1SB_PFT", "DA_TF_F1B"]
+
+
+def quick(cfg: dict) -> dict:
+    """The quickstart scaled down: one strategy of each kind (ImageNet, partial, partial + full,
+    truncated), the tumour-type task with its external cohort, one head; 32 px, few images and epochs."""
+    cfg["strategies"] = list(QUICK_STRATEGIES)
+    cfg["data"]["targets"] = {"tumor_type": cfg["data"]["targets"]["tumor_type"]}
+    cfg["downstream"]["heads"] = ["model1"]
+    d = cfg["data"]
+    d["image_size"] = 32
+    d["source"]["n_per_class"] = 24
+    for t in d["targets"].values():
+        t["dataset"]["n_per_class"] = 12
+        if t.get("external"):
+            t["external"]["n_per_class"] = 8
+    cfg["schedule"]["epoch_scale"] = 0.01  # phase 1: 10 epochs, phase 2: 1-2
+    cfg["downstream"]["epochs"] = 10
+    return cfg
+
+
+def final_metrics(run_dir: Path) -> pd.DataFrame:
+    m = pd.read_csv(run_dir / "metrics.csv")
+    last = m.sort_values("epoch").groupby(KEY, dropna=False).tail(1)
+    return last[KEY + ["value"]]
+
+
+def executed_flops(run_dir: Path) -> float:
+    c = pd.read_csv(run_dir / "costs.csv")
+    return float(pd.to_numeric(c["flops_total"], errors="coerce").fillna(0).sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(QUICKSTART))
+    ap.add_argument("--strategies", nargs="+", default=None, help="a subset of the config's strategies")
+    add_common_args(ap)
+    args = ap.parse_args()
+    threads = pin_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    base = read_yaml(args.config)
+    if args.quick:
+        base = quick(base)
+    if args.strategies:
+        base["strategies"] = list(args.strategies)
+    base["cost"] = {**base.get("cost", {}), "track_energy": False, "inference": False}
+    base.setdefault("engine", {})["device"] = "cpu"
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        base["data"]["root"] = str(tmp / "data")
+        runs = iter(range(10**6))
+        last: dict[str, list[Path]] = {"reference": [], "medapt": []}
+
+        def medapt() -> None:
+            exp = experiment_from_dict(copy.deepcopy(base), "suite-benchmark")
+            out = tmp / f"medapt-{next(runs)}"
+            run_experiment(exp, out=out, report=False)
+            last["medapt"] = [out]
+
+        def reference() -> None:
+            outs = []
+            i = next(runs)
+            for s in base["strategies"]:
+                cfg = copy.deepcopy(base)
+                cfg["strategies"] = [s]
+                cfg["engine"]["cache"] = "off"
+                out = tmp / f"reference-{i}-{s}"
+                run_experiment(experiment_from_dict(cfg, "suite-benchmark"), out=out, report=False)
+                outs.append(out)
+            last["reference"] = outs
+
+        # prepare the data once, untimed (both variants read the same prepared arrays)
+        t0 = time.perf_counter()
+        run_experiment(experiment_from_dict(copy.deepcopy(base), "suite-benchmark"), out=tmp / "prepare",
+                       only="pretrain", report=False)
+        prep = time.perf_counter() - t0
+        t = interleave({"reference": reference, "medapt": medapt}, reps=args.reps, warmup=args.warmup)
+        ref = pd.concat([final_metrics(p) for p in last["reference"]])
+        med = final_metrics(last["medapt"][0])
+        j = ref.merge(med, on=KEY, how="outer", suffixes=("_reference", "_medapt"), indicator=True)
+        unmatched = int((j["_merge"] != "both").sum())
+        diff = (j["value_reference"] - j["value_medapt"]).abs()
+        ideal = sum(executed_flops(p) for p in last["reference"]) / executed_flops(last["medapt"][0])
+    sp = speedup(t["reference"], t["medapt"], ideal)
+    out = {"benchmark": "suite: reference-style vs medapt", "config": Path(args.config).name, "quick": args.quick,
+           "strategies": base["strategies"], "seeds": base["seeds"], "image_size": base["data"]["image_size"],
+           "seconds_reference": summary(t["reference"]), "seconds_medapt": summary(t["medapt"]),
+           "suite_speedup": sp.pop("speedup"), **{f"suite_{k}": v for k, v in sp.items()},
+           "max_metric_diff": float(diff.max()) if len(diff.dropna()) else None,
+           "metrics_compared": int(diff.notna().sum()), "metrics_unmatched": unmatched,
+           "same_science": bool(unmatched == 0 and float(diff.max()) <= 1e-6),
+           "untimed_first_run_seconds": round(prep, 2), **machine(threads)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

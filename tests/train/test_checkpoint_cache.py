@@ -1,0 +1,113 @@
+"""Checkpoint frequency (engine.checkpoint_every / checkpoint_seconds) and the LRU bound on the
+frozen-prefix caches (engine.cache_max_gb)."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from medapt.errors import ConfigError
+from medapt.models import build
+from medapt.strategies import Phase, get
+from medapt.train import EngineConfig, train_phase
+from medapt.train.cache import evict_caches
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((12, 3, 32, 32)).astype(np.float32)
+    return x, (x[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build("resnet18", get("DA").surgery, n_outputs=1)
+
+
+def _checkpoint_epochs(data, tmp_path, **cfg):
+    x, y = data
+    seen = []
+
+    def record(epoch, loss):
+        p = tmp_path / "run" / "checkpoint.pt"
+        seen.append(int(torch.load(p, weights_only=True)["epoch"]) if p.exists() else None)
+
+    train_phase(_model(), Phase("p", "head", 1e-3, 5), x, y, task_type="binary", workdir=tmp_path / "run",
+                cfg=EngineConfig(progress=False, **cfg), on_epoch_end=record)
+    return seen
+
+
+def test_checkpoint_every_n_epochs(data, tmp_path):
+    assert _checkpoint_epochs(data, tmp_path / "a") == [1, 2, 3, 4, 5]  # the default: every epoch
+    assert _checkpoint_epochs(data, tmp_path / "b", checkpoint_every=2) == [None, 2, 2, 4, 4]
+    assert _checkpoint_epochs(data, tmp_path / "c", checkpoint_every=0) == [None] * 5  # off
+
+
+def test_checkpoint_by_time(data, tmp_path, monkeypatch):
+    import medapt.train.engine as engine
+
+    clock = iter(range(0, 10_000, 10))  # every perf_counter call advances 10 "seconds"
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: float(next(clock)))
+    seen = _checkpoint_epochs(data, tmp_path, checkpoint_every=0, checkpoint_seconds=1)
+    assert seen == [1, 2, 3, 4, 5]
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        EngineConfig(checkpoint_every=-1)
+
+
+def test_resume_from_a_sparse_checkpoint_is_exact(data, tmp_path):
+    x, y = data
+    phase = Phase("p", "last:2", 1e-3, 4)
+    ref = _model()
+    train_phase(ref, phase, x, y, task_type="binary", workdir=tmp_path / "ref", cfg=EngineConfig(progress=False))
+
+    def crash(epoch, loss):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    cfg = EngineConfig(progress=False, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_phase(_model(), phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=cfg, on_epoch_end=crash)
+    m = _model()
+    r = train_phase(m, phase, x, y, task_type="binary", workdir=tmp_path / "run", cfg=cfg)
+    assert r.resumed_from == 2  # epoch 3 was not checkpointed: redone
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(m.state_dict()[k], v)
+
+
+def test_evict_caches_drops_least_recently_used(tmp_path, caplog):
+    sizes = {"prefix-k1-a.npy": 400, "prefix-k1-b.npy": 300, "prefix-k1-c.npy": 200}
+    for i, (name, n) in enumerate(sizes.items()):
+        p = tmp_path / name
+        p.write_bytes(b"0" * n)
+        os.utime(p, (1000 + i, 1000 + i))  # a is the oldest, c the newest
+    (tmp_path / "prefix-k1-a.npy.cost.json").write_text("{}")
+    os.utime(tmp_path / "prefix-k1-b.npy", (500, 500))  # b: least recently used
+    with caplog.at_level(logging.INFO, logger="medapt"):
+        gone = evict_caches(tmp_path, max_gb=650e-9, keep=tmp_path / "prefix-k1-b.npy")
+    # b is kept (the one in use); a is older than c, so a goes first and that is enough (500 <= 650)
+    assert [p.name for p in gone] == ["prefix-k1-a.npy"]
+    assert not (tmp_path / "prefix-k1-a.npy.cost.json").exists()
+    assert "evicted" in caplog.text and "cache_max_gb" in caplog.text
+
+
+def test_engine_bounds_caches_and_recomputes_evicted_ones(data, tmp_path, caplog):
+    x, y = data
+    cache = tmp_path / "cache"
+    cfg = EngineConfig(progress=False, cache_max_gb=1e-9)  # room for one cache only
+    phase = Phase("p", "head", 1e-3, 1)
+
+    def run(xs, name):
+        return train_phase(_model(), phase, xs, y, task_type="binary", workdir=tmp_path / name, cache_dir=cache, cfg=cfg)
+
+    with caplog.at_level(logging.INFO, logger="medapt"):
+        assert run(x, "a").cached
+        run(x * 2, "b")  # other data: a second cache; the first is evicted
+    assert "evicted" in caplog.text
+    assert len(list(cache.glob("prefix-k*.npy"))) == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medapt"):
+        run(x, "c")  # needs the evicted cache again: recomputed, not a hit
+    assert "cache hit" not in caplog.text
