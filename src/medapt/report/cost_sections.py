@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .costs import TRAINING_STEPS, is_measured, params_table, suite_cost, time_energy_table
-from .html import _e, _fmt, _hms, _missing, _table
+from .html import _e, _fmt, _hms, _missing, _table, fmt_energy
+from .decision import energy_footnote
 from .sections import _table_sentence, section
 
 
@@ -26,6 +27,18 @@ def params_section(ctx) -> str:
     return "\n".join(body)
 
 
+def _kwh_or_none(costs: pd.DataFrame, kwh: float) -> str:
+    return fmt_energy(kwh) if pd.to_numeric(costs["kwh"], errors="coerce").notna().any() else "energy not recorded"
+
+
+def _source_label(x: str) -> str:
+    """An energy source in words: measured, estimate, or not recorded (``none``)."""
+    if x in ("none", "", "nan"):
+        return '<span class="note">not recorded (none)</span>'
+    return (f'<span class="{"measured" if is_measured(x) else "estimate"}">{_e(x)}'
+            f'{"" if is_measured(x) else " (estimate)"}</span>')
+
+
 @section("time_energy", 80)
 def time_energy_section(ctx) -> str:
     rf = ctx.rf
@@ -41,23 +54,22 @@ def time_energy_section(ctx) -> str:
                 "(shared by &gt; 1: they ran once), and the building of any frozen-prefix cache it reused from "
                 "another step — so the ranking does not depend on the order of the strategies. "
                 f"<b>This run as executed</b> (each step and cache once, all seeds): training "
-                f"{_hms(training['seconds'])} and {_fmt(training['kwh'], 4)} kWh; every step (training, features, "
-                f"heads, …) {_hms(whole['seconds'])} and {_fmt(whole['kwh'], 4)} kWh. "
+                f"{_hms(training['seconds'])} and {_kwh_or_none(rf.costs, training['kwh'])}; every step (training, "
+                f"features, heads, …) {_hms(whole['seconds'])} and {_kwh_or_none(rf.costs, whole['kwh'])} "
+                '(the <a href="#sec-whole_cost">whole cost per strategy</a> adds features, heads and fine-tuning). '
                 'Energy source: <span class="measured">measured</span> or '
-                '<span class="estimate">estimate</span>. ' + _table_sentence(rf) + "</p>")
+                '<span class="estimate">estimate</span>' + energy_footnote(ctx) + ". " + _table_sentence(rf) + "</p>")
     if len(te):
         te = te.copy()
         te.insert(3, "h:mm:ss", te["seconds"].map(_hms))
-        te = te.rename(columns={"n_sharing": "shared by"})
+        te = te.rename(columns={"n_sharing": "shared by"}).drop(columns=["energy_note"])  # once, as a footnote
 
         def src(v):
             parts = [x for x in str(v).split(";") if x]
-            return ", ".join(
-                f'<span class="{"measured" if is_measured(x) else "estimate"}">{_e(x)}'
-                f'{"" if is_measured(x) else " (estimate)"}</span>' for x in parts) or "—"
+            return ", ".join(_source_label(x) for x in parts) or "—"
 
-        body.append(_table(te, left=("strategy", "phase", "energy_source", "energy_note"),
-                           fmt={"energy_source": src, "kwh": lambda v: _e(_fmt(v, 4)),
+        body.append(_table(te, left=("strategy", "phase", "energy_source"),
+                           fmt={"energy_source": src, "kwh": lambda v: _e(fmt_energy(v)),
                                 "seconds": lambda v: _e(_fmt(v, 2))},
                            row_class=lambda r: "total" if r["phase"] == "total" else ""))
     else:
@@ -66,7 +78,7 @@ def time_energy_section(ctx) -> str:
     if len(other):
         o = other.groupby("step")[["seconds", "kwh"]].sum(numeric_only=True).reset_index()
         body.append('<p class="note">Other steps (feature extraction, heads, …), summed over the run:</p>'
-                    + _table(o, left=("step",), fmt={"kwh": lambda v: _e(_fmt(v, 4))}))
+                    + _table(o, left=("step",), fmt={"kwh": lambda v: _e(fmt_energy(v))}))
     return "\n".join(body)
 
 

@@ -26,8 +26,9 @@ def finetune_section(ctx: ReportContext) -> str:
         val = g[(g["split"] == "val") & (g["metric"] == "auc")]
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
         if len(val):
-            parts.append(ctx.figs.add(_slug("finetune_val", task),
-                                      F.auc_curves(val, strategies, f"{task} — fine-tuning (validation)", ctx.threshold),
+            parts.append(ctx.figs.add_figure(_slug("finetune_val", task),
+                                      F.auc_curves(val, strategies, f"{task} — fine-tuning (validation)", ctx.threshold,
+                                                   as_figure=True),
                                       f"Validation ROC-AUC per epoch of the target phases, task {task}."))
         rows = []
         for s in strategies:

@@ -149,6 +149,41 @@ class ReportContext:
     figs: Figures
     threshold: float
     order: list[str] = field(default_factory=list)
+    #: the user's budget (:class:`medapt.report.recommend.Budget`; ``None``: none)
+    budget: object = None
+    #: footnotes of the page, key → html, numbered in order of first use (:meth:`footnote`)
+    footnotes: dict = field(default_factory=dict)
+
+    def footnote(self, key: str, html: str) -> str:
+        """Register a note shown once at the end of the page; returns its marker (``<sup>n</sup>``)."""
+        self.footnotes.setdefault(key, html)
+        n = list(self.footnotes).index(key) + 1
+        return f'<sup class="fn"><a href="#fn-{_e(key)}">{n}</a></sup>'
+
+    @cached_property
+    def whole_costs(self) -> pd.DataFrame | None:
+        """:func:`medapt.report.whole_cost.whole_costs` of ``costs.csv`` — ``None`` without it."""
+        from .whole_cost import whole_costs
+
+        return None if self.rf.costs is None else whole_costs(self.rf.costs, self.order)
+
+    @cached_property
+    def ranking(self) -> pd.DataFrame:
+        """:func:`medapt.report.recommend.ranking`: strategies by external AUC, per task."""
+        from .recommend import ranking
+
+        if self.summ is None or not len(self.summ):
+            from .recommend import RANK_COLUMNS
+
+            return pd.DataFrame(columns=RANK_COLUMNS)
+        return ranking(self.summ, self.whole_costs, self.rf.predictions, self.rf.config, self.budget)
+
+    @cached_property
+    def recommendation(self) -> pd.DataFrame:
+        """:func:`medapt.report.recommend.recommendation` of :attr:`ranking` under :attr:`budget`."""
+        from .recommend import recommendation
+
+        return recommendation(self.ranking, self.budget)
 
     @cached_property
     def results(self):

@@ -135,6 +135,15 @@ class CostSpec(_Model):
     inference_repeats: int = Field(5, ge=1)
 
 
+class ReportSpec(_Model):
+    """``budget_kwh`` / ``budget_hours``: the user's budget per strategy (whole standalone cost, mean over
+    seeds); the report recommends the best strategy by external AUC within it (``medapt report --budget``
+    overrides)."""
+
+    budget_kwh: float | None = Field(None, gt=0)
+    budget_hours: float | None = Field(None, gt=0)
+
+
 class Experiment(_Model):
     """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
 
@@ -148,6 +157,7 @@ class Experiment(_Model):
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
