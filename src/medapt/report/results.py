@@ -16,6 +16,7 @@ from . import figures as F
 from .costs import is_measured, pareto_front
 from .html import _cell, _e, _fmt, _missing, _slug, _table, _time_cell, fmt_energy
 from ._io import RunFiles
+from .templating import render
 from .sections import ReportContext, _energy_table, _slice_level_datasets, feature_protocol, log, section
 
 #: resamples of the one-seed bootstrap CI over test images
@@ -72,7 +73,9 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
                   "i.e. the uncertainty of the test set only, not of training.")
     else:
         spread = "One seed: no spread over seeds is available."
-    parts = [f'<p class="note">{feature_protocol(rf.config)} Threshold {threshold:g}. Best = highest AUC over epochs '
+    parts = [f'<p class="note">{feature_protocol(rf.config)} Rows ranked by the final AUC on the external set (the '
+             f"development test split for a task without one); the best in bold. Threshold {threshold:g}. "
+             "Best = highest AUC over epochs "
              "(chosen on the split itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
              "(positive: worse on the external set). "
              + ("Epoch and seconds to the threshold: the median over seeds with the seeds that never reached it counted as censored (the first time by "
@@ -81,9 +84,12 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
     for (task, head), _ in agg.groupby(["task", "head"], sort=True):
         rows = []
         a = agg[(agg["task"] == task) & (agg["head"] == head)]
-        for s in [x for x in order if x in set(a["strategy"])]:
+        # rows ranked by the external set's mean final AUC (the development test split without one)
+        rank_split = "external" if (a["split"] == "external").any() else "test"
+        ranked = list(a[a["split"] == rank_split].sort_values("final_auc_mean", ascending=False, kind="stable")["strategy"])
+        for s in ranked + [x for x in order if x in set(a["strategy"]) and x not in ranked]:
             row = {"strategy": _e(s)}
-            for split, lab in (("test", "test"), ("external", "external")):
+            for split, lab in (("external", "external"), ("test", "test")):
                 r = a[(a["strategy"] == s) & (a["split"] == split)]
                 if r.empty:
                     continue
@@ -105,30 +111,19 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
                     row["dip (final)"] = _cell(d.dip_final_mean, d.dip_final_std, d.dip_final_ci_low, d.dip_final_ci_high, d.n_seeds)
             rows.append(row)
         t = pd.DataFrame(rows).fillna("—")
-        best_col = "final AUC (test)"
-        if best_col in t:
-            best_s = a[a["split"] == "test"].sort_values("final_auc_mean", ascending=False)["strategy"].iloc[0]
-        else:
-            best_s = None
+        best_s = ranked[0] if ranked else None
         parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>")
         parts.append(_table(t, left=("strategy",), fmt={c: (lambda v: str(v)) for c in t.columns},
                             row_class=lambda r: "best" if best_s is not None and r["strategy"] == _e(best_s) else ""))
     return "\n".join(parts), summ, agg
 
 
-def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> str:
+def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> list[dict]:
     """Best strategy (mean final AUC) vs every other, on the external set and on the development test
-    split: DeLong on one seed, paired t-test over seeds."""
+    split: DeLong on one seed, paired t-test over seeds. One dict (task, head, where, table) per group."""
     if summ.empty:
-        return ""
-    parts = ['<p class="note">Reference = the strategy with the highest mean final AUC on that split — the external '
-             "set first (the robustness the strategies are chosen for), then the development test split. "
-             "DeLong's test (DeLong et al. 1988; macro one-vs-rest extension for several classes, see "
-             "docs/report.md) compares the final-epoch scores of two strategies on the same images of one "
-             "seed; the paired t-test compares final AUCs over seeds (Hosseinzadeh Taher et al.). "
-             "No correction for multiple comparisons.</p>"]
-    if rf.predictions is None:
-        parts.append(_missing("predictions.csv is missing from the run directory, so DeLong's test is not shown."))
+        return []
+    groups = []
     n_seeds = summ["seed"].nunique()
     for split, word in (("external", "external set"), ("test", "development test split")):
         for (task, head), a in agg[agg["split"] == split].groupby(["task", "head"], sort=True):
@@ -149,9 +144,9 @@ def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> str:
                     row["t-test p"] = _fmt(t["p_value"], 3)
                     row["t-test seeds"] = str(t["n"])
                 rows.append(row)
-            parts.append(f"<h3>{_e(task)} — head {_e(head)} — {word}</h3>")
-            parts.append(_table(pd.DataFrame(rows).fillna("—"), left=("reference", "strategy", "DeLong note")))
-    return "\n".join(parts)
+            groups.append(dict(task=task, head=head, where=word,
+                               table=_table(pd.DataFrame(rows).fillna("—"), left=("reference", "strategy", "DeLong note"))))
+    return groups
 
 
 def _delong_row(pred: pd.DataFrame, task: str, head: str, a: str, b: str, split: str = "test") -> dict:
@@ -280,23 +275,22 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
 @section("summary", 10)
 def summary_section(ctx: ReportContext) -> str:
     rf = ctx.rf
-    body = ["<h2>Summary</h2>"]
+    messages, summary = [], ""
     if rf.metrics is None:
-        body.append(_missing("metrics.csv is missing from the run directory, so there are no downstream "
-                             "results: no summary, curves, box plots or AUC-vs-cost plot. "
-                             "Run `medapt run` to completion to produce it."))
-        return "\n".join(body)
+        messages.append("metrics.csv is missing from the run directory, so there are no downstream results: no "
+                        "summary, curves, box plots or AUC-vs-cost plot. Run `medapt run` to completion to produce it.")
+        return render("summary.html.j2", messages=messages, summary="")
     if len(ctx.summ):
-        body.append(_plain_summary(rf, ctx.summ, ctx.dip, cost_points(ctx), ctx.threshold, ctx))
+        summary = _plain_summary(rf, ctx.summ, ctx.dip, cost_points(ctx), ctx.threshold, ctx)
     if rf.costs is None:
-        body.append(_missing("costs.csv is missing from the run directory, so no costs, Pareto-optimal "
-                             "strategies or cost tables can be shown."))
-    return "\n".join(body)
+        messages.append("costs.csv is missing from the run directory, so no costs, Pareto-optimal strategies or cost "
+                        "tables can be shown.")
+    return render("summary.html.j2", messages=messages, summary=summary)
 
 
 @section("results", 20)
 def results_section(ctx: ReportContext) -> str:
-    return "" if ctx.results is None else "<h2>Downstream results</h2>" + ctx.results[0]
+    return "" if ctx.results is None else render("results.html.j2", tables=ctx.results[0])
 
 
 @section("curves", 30)
@@ -308,10 +302,10 @@ def curves_section(ctx: ReportContext) -> str:
     for (task, head), g in auc.groupby(["task", "head"], sort=True):
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
         curves.append(ctx.figs.add_figure(_slug("auc_curves", task, head),
-                                   F.auc_curves(g, strategies, f"{task} — head {head}", ctx.threshold, as_figure=True),
-                                   f"ROC-AUC per training epoch, task {task}, head {head} "
-                                   f"(cf. Mehmood et al., Figs 5–10). Dashed line: threshold {ctx.threshold:g}."))
-    return "<h2>AUC vs epoch</h2>" + ("".join(curves) or _missing("No AUC rows in metrics.csv."))
+                                          F.auc_curves(g, strategies, f"{task} — head {head}", ctx.threshold, as_figure=True),
+                                          f"ROC-AUC per training epoch, task {task}, head {head} "
+                                          f"(cf. Mehmood et al., Figs 5–10). Dashed line: threshold {ctx.threshold:g}."))
+    return render("curves.html.j2", figures=curves)
 
 
 @section("robustness", 40)
@@ -324,13 +318,11 @@ def robustness_section(ctx: ReportContext) -> str:
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
         if {"test", "external"} <= set(g["split"]):
             boxes.append(ctx.figs.add_figure(_slug("boxplot", task, head),
-                                      F.robustness_boxplot(g, strategies, f"{task} — head {head}", as_figure=True),
-                                      f"Per-epoch ROC-AUC on the development test split vs the external set, "
-                                      f"task {task}, head {head}; whiskers at the 1st and 99th percentiles "
-                                      "(cf. Mehmood et al., Figs 11–12)."))
-    return "<h2>Robustness: development vs external</h2>" + (
-        "".join(boxes) or _missing("No task has both a test and an external split in metrics.csv, "
-                                   "so there are no development-vs-external box plots."))
+                                             F.robustness_boxplot(g, strategies, f"{task} — head {head}", as_figure=True),
+                                             f"Per-epoch ROC-AUC on the development test split vs the external set, "
+                                             f"task {task}, head {head}; whiskers at the 1st and 99th percentiles "
+                                             "(cf. Mehmood et al., Figs 11–12)."))
+    return render("robustness.html.j2", figures=boxes)
 
 
 @section("pareto", 50)
@@ -366,13 +358,14 @@ def pareto_section(ctx: ReportContext) -> str:
             pt = pt.rename(columns={"kwh": "energy (whole)", "seconds": "seconds (whole)"})
             par.append(_table(pt[[c for c in pt.columns if c not in ("n_seeds",)]],
                               left=("strategy", "energy_sources", f"pareto by energy ({fs})")))
-    return "<h2>AUC vs cost</h2>" + ("".join(par) or _missing(
-        "costs.csv is missing from the run directory, so the AUC-vs-cost plot is not shown."
-        if ctx.rf.costs is None else "No strategy has both costs and AUC values."))
+    return render("pareto.html.j2", blocks=par,
+                  message="costs.csv is missing from the run directory, so the AUC-vs-cost plot is not shown."
+                  if ctx.rf.costs is None else "No strategy has both costs and AUC values.")
 
 
 @section("comparisons", 60)
 def comparisons_section(ctx: ReportContext) -> str:
-    if ctx.rf.metrics is None:
+    if ctx.rf.metrics is None or ctx.summ is None or ctx.summ.empty:
         return ""
-    return "<h2>Statistical comparisons</h2>" + _comparisons(ctx.rf, ctx.summ, ctx.agg)
+    return render("comparisons.html.j2", groups=_comparisons(ctx.rf, ctx.summ, ctx.agg),
+                  has_predictions=ctx.rf.predictions is not None)

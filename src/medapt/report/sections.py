@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..registry import Registry
 from ._io import RunFiles
-from .html import Figures, _e, _json, _missing, _table
+from .html import Figures, _e, _json, _table
 
 __all__ = ["ReportContext", "SECTIONS", "Section", "section", "DEFAULT_THRESHOLD"]
 
@@ -215,16 +215,12 @@ class ReportContext:
 
 @section("run", 100)
 def run_section(ctx: ReportContext) -> str:
+    from .templating import render
+
     rf = ctx.rf
-    body = ["<h2>Run</h2>"]
-    if rf.environment is None:
-        body.append(_missing("environment.json is missing from the run directory."))
-    else:
+    env_table = ""
+    if rf.environment is not None:
         env = pd.DataFrame([(k, v if not isinstance(v, (dict, list)) else _json(v)) for k, v in rf.environment.items()],
                            columns=["key", "value"])
-        body.append(_table(env, left=("key", "value")))
-    if rf.config_text is None:
-        body.append(_missing("config.yaml is missing from the run directory."))
-    else:
-        body.append(f"<details><summary>Resolved configuration (config.yaml)</summary><pre>{_e(rf.config_text)}</pre></details>")
-    return "\n".join(body)
+        env_table = _table(env, left=("key", "value"))
+    return render("run.html.j2", env_table=env_table, config_text=rf.config_text)
