@@ -73,6 +73,7 @@ def recommendation_section(ctx: ReportContext) -> str:
         shown[f"p vs best, development ({test})"] = [f"{p:.3g}" if np.isfinite(p) else "—" for p in t["p_vs_best_dev"]]
         if n > 1:
             shown["DeLong p, external (one seed)"] = [f"{p:.3g}" if np.isfinite(p) else "—" for p in t["delong_p_external"]]
+        shown = shown[[c for c in shown.columns if not (shown[c].astype(str) == "—").all()]]  # e.g. no external set
         best = t["strategy"].iloc[0]
         tasks.append(dict(task=task, head=t["head"].iloc[0], sentences=sentences,
                           ranked_on_words="external AUC" if t["ranked_on"].iloc[0] == "external"

@@ -371,7 +371,8 @@ def recommendation(rank: pd.DataFrame, budget: Budget | None = None) -> pd.DataF
         by = "kwh" if t["kwh"].notna().any() else "seconds"
         if len(ok) and t[by].notna().any():
             cheap = ok.sort_values([by, "seconds"], kind="stable").iloc[0]
-            if np.isfinite(cheap[by]) and cheap[by] < best[by]:
+            same = [o["strategy"] for o in out if o["task"] == task and o["role"] == "within budget"]
+            if np.isfinite(cheap[by]) and cheap[by] < best[by] and cheap["strategy"] not in same:
                 sentence, p, test = versus(cheap)
                 row("cheapest not significantly worse", cheap, "The cheapest strategy not significantly worse than "
                     f"the best: " + sentence, p, test)

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["family_of", "strategy_colours", "FAMILY_CMAPS"]
+__all__ = ["family_of", "strategy_colours", "FAMILY_COLOURS"]
 
-#: family → matplotlib sequential colormap (its hue); members are shades from light to dark
-FAMILY_CMAPS = {
-    "baseline": "Greys",
-    "full DAPT": "Blues",
-    "partial DAPT": "Greens",
-    "hybrid DAPT": "Purples",
-    "simplified + DAPT": "Oranges",
-    "simplified baseline": "YlOrBr",
-    "TruncatedTL": "Reds",
-    "fine-tuning": "PuRd",
-    "linear probe": "BuGn",
-    "scratch": "YlGn",
+#: family → its hue (a base colour; members are lighter and darker shades of it)
+FAMILY_COLOURS = {
+    "baseline": "#4d4d4d",            # ImageNet: grey
+    "full DAPT": "#1f77b4",           # DA: blue
+    "partial DAPT": "#2ca02c",        # DA_L*SB: green
+    "hybrid DAPT": "#9467bd",         # *_PFT: purple
+    "simplified + DAPT": "#ff7f0e",   # DA_TF_*: orange
+    "simplified baseline": "#8c564b", # ImageNet_TF_*: brown
+    "TruncatedTL": "#d62728",         # TTL: red
+    "fine-tuning": "#e377c2",         # FTL: pink
+    "linear probe": "#17becf",        # cyan
+    "scratch": "#bcbd22",             # olive
 }
-_SPARE = ("RdPu", "GnBu", "OrRd", "PuBu", "YlGnBu")
+FAMILY_CMAPS = FAMILY_COLOURS  # the name of the first version of this table
+_SPARE = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 
 
 def _by_spelling(name: str) -> str:
@@ -59,17 +60,21 @@ def family_of(name: str) -> str:
 
 
 def strategy_colours(strategies: list[str]) -> dict[str, tuple]:
-    """Strategy → RGBA: each family one hue (:data:`FAMILY_CMAPS`), members as shades in list order."""
-    from matplotlib import colormaps
+    """Strategy → RGBA: each family one hue (:data:`FAMILY_COLOURS`), its members as shades of it from
+    darker to lighter, in list order."""
+    import colorsys
+
+    from matplotlib.colors import to_rgb
 
     fams: dict[str, list[str]] = {}
     for s in dict.fromkeys(strategies):
         fams.setdefault(family_of(s), []).append(s)
     out, spare = {}, iter(_SPARE)
     for fam, members in fams.items():
-        cmap = colormaps[FAMILY_CMAPS.get(fam) or next(spare, "Greys")]
+        h, light, sat = colorsys.rgb_to_hls(*to_rgb(FAMILY_COLOURS.get(fam) or next(spare, "#7f7f7f")))
         n = len(members)
         for i, s in enumerate(members):
-            # shades from mid to dark: the lightest end of a sequential map is too pale on white
-            out[s] = cmap(0.75 if n == 1 else 0.5 + 0.45 * i / (n - 1))
+            # lightness spread around the base, kept readable on white (0.25 … 0.68)
+            lv = light if n == 1 else min(0.68, max(0.25, light - 0.16 + 0.36 * i / (n - 1)))
+            out[s] = (*colorsys.hls_to_rgb(h, lv, sat), 1.0)
     return out
