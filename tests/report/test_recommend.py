@@ -162,3 +162,20 @@ def test_cli_budget(tmp_path, capsys, fake):
     assert main(["report", str(run), "--budget", "2.5"]) == 2
     err = capsys.readouterr().err
     assert "budget '2.5'" in err and "0.5kWh" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_interactive_pareto_is_embedded_and_offline(tmp_path, fake):
+    pytest.importorskip("altair")
+    pytest.importorskip("vl_convert")
+    import html as _html
+
+    run = fake.make(tmp_path / "run")
+    page = build_report(run, budget="0.5kWh", interactive=True).read_text(encoding="utf-8")
+    m = re.search(r'<iframe class="interactive"[^>]*srcdoc="([^"]*)"', page)
+    assert m, "no interactive chart in the report"
+    doc = _html.unescape(m.group(1))
+    assert "vega-embed" in doc and '"DA_TF_F1B"' in doc and '"budget": 0.5' in doc
+    assert not re.search(r"<script[^>]+src=|<link", doc)  # Vega inlined: nothing fetched
+    # off by default
+    assert "<iframe" not in build_report(run).read_text(encoding="utf-8")

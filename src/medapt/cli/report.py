@@ -25,6 +25,9 @@ def register(sub) -> None:
                    help="your budget per strategy (whole cost, mean over seeds): 0.5kWh, 500Wh, 2h, 90min, 2:30 or "
                         "both as 1kWh,3h; the report recommends the best strategy by external AUC within it "
                         "(default: report.budget_kwh / report.budget_hours of the run's config.yaml)")
+    p.add_argument("--interactive", action="store_true", default=None,
+                   help="also embed an interactive AUC-vs-energy chart (Vega-Lite, works offline; needs "
+                        "pip install 'medapt[interactive]')")
     add_format_option(p)
     p.set_defaults(func=_report)
 
@@ -35,7 +38,7 @@ def _report(args: argparse.Namespace) -> int:
     from ..report.recommend import parse_budget
 
     budget = parse_budget(args.budget)  # a malformed budget fails here, before any work
-    path = build_report(args.run_dir, args.out, threshold=args.threshold, budget=budget)
+    path = build_report(args.run_dir, args.out, threshold=args.threshold, budget=budget, interactive=args.interactive)
     figures = sorted(str(f) for f in (path.parent / "figures").glob("*.png"))
     rec = path.parent / "recommendation.csv"
     if args.format == "json":

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
-from . import cost_sections, decision, finetune, results  # noqa: F401  (each registers its sections)
+from . import cost_sections, decision, finetune, interactive, results  # noqa: F401  (each registers its sections)
 from ._io import load_run
 from .html import _SCRIPT, Figures
 from .sections import DEFAULT_THRESHOLD, SECTIONS, ReportContext, strategy_order, threshold_of
@@ -23,13 +23,16 @@ __all__ = ["build_report", "recommendation_table", "DEFAULT_THRESHOLD"]
 log = logging.getLogger(__name__)
 
 
-def _context(run_dir: Path, out: Path, threshold: float | None, budget) -> ReportContext:
+def _context(run_dir: Path, out: Path, threshold: float | None, budget, interactive: bool | None = None) -> ReportContext:
     from .recommend import budget_of
 
     rf = load_run(Path(run_dir))
+    if interactive is None:
+        rep = (rf.config or {}).get("report")
+        interactive = bool(rep.get("interactive")) if isinstance(rep, dict) else False
     return ReportContext(rf, Figures(out.parent / "figures"),
                          float(threshold) if threshold is not None else threshold_of(rf.config), strategy_order(rf),
-                         budget=budget_of(rf.config, budget))
+                         budget=budget_of(rf.config, budget), interactive=interactive)
 
 
 def recommendation_table(run_dir: Path, budget=None, *, threshold: float | None = None):
@@ -50,7 +53,7 @@ def recommendation_table(run_dir: Path, budget=None, *, threshold: float | None 
 
 
 def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | None = None,
-                 budget=None) -> Path:
+                 budget=None, interactive: bool | None = None) -> Path:
     """Write ``report.html`` (self-contained) and ``figures/*.png`` from a run directory.
 
     Args:
@@ -65,6 +68,8 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
         budget: the user's budget per strategy, ``"0.5kWh"``, ``"2h"``, ``"1kWh,3h"`` or a
             :class:`~medapt.report.recommend.Budget` (default: ``report.budget_kwh`` /
             ``report.budget_hours`` of ``config.yaml``, else none).
+        interactive: embed an interactive, offline Vega-Lite AUC-vs-energy chart (needs the
+            ``interactive`` extra; default: ``report.interactive`` of ``config.yaml``, else no).
 
     Returns:
         The path of the written report. Every file is written atomically (temporary name in the
@@ -80,7 +85,7 @@ def build_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
     PosixPath('demo-run/report.html')
     """
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
-    ctx = _context(Path(run_dir), out, threshold, budget)
+    ctx = _context(Path(run_dir), out, threshold, budget, interactive)
     rf = ctx.rf
     name = (rf.config or {}).get("name") or rf.run_dir.resolve().name
     sections = []

@@ -151,6 +151,8 @@ class ReportContext:
     order: list[str] = field(default_factory=list)
     #: the user's budget (:class:`medapt.report.recommend.Budget`; ``None``: none)
     budget: object = None
+    #: embed the interactive (Vega-Lite) Pareto chart (``--interactive`` / ``report.interactive``)
+    interactive: bool = False
     #: footnotes of the page, key → html, numbered in order of first use (:meth:`footnote`)
     footnotes: dict = field(default_factory=dict)
 

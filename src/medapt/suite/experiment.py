@@ -142,6 +142,7 @@ class ReportSpec(_Model):
 
     budget_kwh: float | None = Field(None, gt=0)
     budget_hours: float | None = Field(None, gt=0)
+    interactive: bool = False  # embed the offline Vega-Lite Pareto chart (extra: medapt[interactive])
 
 
 class Experiment(_Model):
