@@ -287,7 +287,7 @@ def _cost_txt(r) -> str:
         return kwh
     sec = float(r["seconds"])
     t = fmt_hours(sec) if sec >= 3600 else f"{float(f'{sec:.3g}'):g} s" if np.isfinite(sec) else "unknown time"
-    return f"{t} (energy not recorded)"
+    return f"{t}, energy not recorded"
 
 
 def _sig(p: float, n_seeds: int, delong_p: float) -> tuple[str, str]:
