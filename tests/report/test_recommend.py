@@ -179,3 +179,18 @@ def test_interactive_pareto_is_embedded_and_offline(tmp_path, fake):
     assert not re.search(r"<script[^>]+src=|<link", doc)  # Vega inlined: nothing fetched
     # off by default
     assert "<iframe" not in build_report(run).read_text(encoding="utf-8")
+
+
+def test_one_seed_budget_from_config(tmp_path, fake):
+    """One seed: the CI is the bootstrap over test images and p is DeLong's; the budget comes from
+    report.budget_kwh in config.yaml."""
+    run = fake.make(tmp_path / "run", seeds=(0,))
+    with open(run / "config.yaml", "a", encoding="utf-8") as f:
+        f.write("report:\n  budget_kwh: 0.5\n")
+    text = _text(build_report(run).read_text(encoding="utf-8"))
+    assert "Budget: 0.500 kWh (report.budget_kwh / report.budget_hours in config.yaml)" in text
+    rec = pd.read_csv(run / "recommendation.csv")
+    row = rec[(rec.task == "tumor_type") & (rec.role == "within budget")].iloc[0]
+    assert row.strategy == "DA_TF_F1B" and row.n_seeds == 1 and row.test_vs_best == "DeLong"
+    assert re.search(r"— the difference is (not )?significant \(DeLong p = [\d.e-]+\) \(one seed\)\.$", row.sentence)
+    assert row.ci_low < row.auc < row.ci_high  # bootstrap over the external images

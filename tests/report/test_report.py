@@ -251,14 +251,23 @@ def test_report_is_the_registered_sections_in_order(tmp_path, fake):
     """A new kind adds a section by registering it; the others are untouched."""
     from medapt.report.sections import SECTIONS, section
 
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(buf, format="PNG")
+
     @section("test-extra", 65)  # between the comparisons (60) and the parameters (70)
-    def extra(ctx):
-        return "<h2>Extra section</h2><p>rows: %d</p>" % len(ctx.rf.metrics)
+    def extra(ctx):  # the section API of before the templates: an HTML string, html.py's helpers
+        return ("<h2>Extra section</h2><p>rows: %d</p>" % len(ctx.rf.metrics)
+                + ctx.figs.add("extra_png", buf.getvalue(), "a PNG figure the old way"))
 
     try:
         html = build_report(fake.make(tmp_path / "run")).read_text(encoding="utf-8")
     finally:
         SECTIONS._items.pop("test-extra")
+    assert '<img src="data:image/png;base64,' in html and 'data-file="figures/extra_png.png"' in html
     heads = re.findall(r"<h2>([^<]+)</h2>", html)
     # no own-head rows in this run: the fine-tuning section stays out
     assert heads == ["Recommendation", "Summary", "Downstream results", "AUC vs epoch",
