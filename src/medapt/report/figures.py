@@ -146,8 +146,8 @@ def robustness_boxplot(auc: pd.DataFrame, strategies: list[str], title: str,
     ax.set_xticks(range(len(present)), present, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("ROC-AUC per epoch")
     ax.grid(axis="y", alpha=0.3)
-    fig.legend(fontsize=8, loc="outside right upper", frameon=False)
-    ax.set_title(title + " (whiskers: 1st–99th percentile)")
+    fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    fig.suptitle(title + " (whiskers: 1st–99th percentile)")
     return fig if as_figure else _png(fig)
 
 
