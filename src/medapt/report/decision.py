@@ -123,7 +123,7 @@ def whole_cost_section(ctx: ReportContext) -> str:
     return render("whole_cost.html.j2", message="", n_seeds=int(wc["n_seeds"].max()) if len(wc) else 0,
                   run_total_energy=fmt_energy(whole["kwh"]) if ctx.rf.costs["kwh"].notna().any() else "energy not recorded",
                   run_total_time=_sec(whole["seconds"]), marker=energy_footnote(ctx),
-                  table=_table(shown, left=("strategy", "energy source"), fmt={"energy source": str},
+                  table=_table(shown, left=("strategy",), fmt={"energy source": str},
                                row_class=lambda r: ""))
 
 
