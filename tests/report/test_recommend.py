@@ -194,3 +194,17 @@ def test_one_seed_budget_from_config(tmp_path, fake):
     assert row.strategy == "DA_TF_F1B" and row.n_seeds == 1 and row.test_vs_best == "DeLong"
     assert re.search(r"— the difference is (not )?significant \(DeLong p = [\d.e-]+\) \(one seed\)\.$", row.sentence)
     assert row.ci_low < row.auc < row.ci_high  # bootstrap over the external images
+
+
+def test_energy_budget_without_recorded_energy_is_not_judged(tmp_path, fake):
+    run = fake.make(tmp_path / "run")
+    c = pd.read_csv(run / "costs.csv", keep_default_na=False)
+    c["kwh"] = float("nan")  # energy tracking switched off: the column is there, empty
+    c["energy_source"] = "none"
+    c.to_csv(run / "costs.csv", index=False)
+    rec = recommendation_table(run, "0.5kWh")
+    row = rec[(rec.task == "tumor_type") & (rec.role == "budget not judged")]
+    assert len(row) == 1 and "recorded no energy per strategy" in row.sentence.iloc[0]
+    assert not rec.role.str.startswith("cheapest (no strategy").any()  # never "nothing fits" on unknown costs
+    best = rec[(rec.task == "tumor_type") & (rec.role == "best")].sentence.iloc[0]
+    assert "energy not recorded" in best and "0 kWh" not in best

@@ -67,7 +67,7 @@ def recommendation_section(ctx: ReportContext) -> str:
             "time (whole)": [_sec(v) for v in t["seconds"]],
         })
         if budget:
-            shown["within budget"] = np.where(t["within_budget"], "yes", "no")
+            shown["within budget"] = t["within_budget"].map({True: "yes", False: "no"}).fillna("not recorded").to_numpy()
         test = "t-test" if n > 1 else "DeLong"
         shown[f"p vs best, external ({test})"] = [f"{p:.3g}" if np.isfinite(p) else "—" for p in t["p_vs_best_external"]]
         shown[f"p vs best, development ({test})"] = [f"{p:.3g}" if np.isfinite(p) else "—" for p in t["p_vs_best_dev"]]

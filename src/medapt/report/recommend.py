@@ -54,13 +54,13 @@ class Budget:
     def __bool__(self) -> bool:
         return self.kwh is not None or self.hours is not None
 
-    def allows(self, kwh: float, seconds: float) -> bool:
-        ok = True
-        if self.kwh is not None:
-            ok &= bool(np.isfinite(kwh)) and kwh <= self.kwh
-        if self.hours is not None:
-            ok &= bool(np.isfinite(seconds)) and seconds / 3600 <= self.hours
-        return ok
+    def allows(self, kwh: float, seconds: float) -> bool | None:
+        """Whether a cost fits; ``None`` when a figure the budget needs was not recorded (NaN)."""
+        checks = [(kwh, self.kwh), (seconds / 3600 if seconds is not None else np.nan, self.hours)]
+        checks = [(v, lim) for v, lim in checks if lim is not None]
+        if any(not np.isfinite(v) for v, _ in checks):
+            return None
+        return all(v <= lim for v, lim in checks)
 
     def describe(self) -> str:
         parts = ([fmt_energy(self.kwh)] if self.kwh is not None else []) + (
@@ -352,8 +352,17 @@ def recommendation(rank: pd.DataFrame, budget: Budget | None = None) -> pd.DataF
                     f"{best['strategy']}, reaches {best[key]:.3f} for {_cost_txt(best)}{times} — {sig}{seeds_txt}.",
                     r[pcol], test)
 
-        if budget:
-            fits = t[t["within_budget"]]
+        unknown = [w for w, col, lim in (("energy", "kwh", budget.kwh), ("time", "seconds", budget.hours))
+                   if lim is not None and t[col].isna().all()]
+        if budget and unknown:
+            out.append(dict(task=task, head=head, ranked_on=ranked_on, role="budget not judged", strategy="",
+                            n_seeds=n, budget=budget.describe(),
+                            sentence=f"The budget of {budget.describe()} cannot be judged: this run recorded no "
+                                     f"{' or '.join(unknown)} per strategy (costs.csv).",
+                            **dict.fromkeys(["auc", "ci_low", "ci_high", "auc_dev", "dip", "kwh", "seconds",
+                                             "cost_ratio", "p_vs_best"], np.nan), test_vs_best=""))
+        elif budget:
+            fits = t[t["within_budget"].map(lambda v: v is True)]
             if len(fits) and fits.iloc[0]["strategy"] == best["strategy"]:
                 row("within budget", best, f"Within the budget of {budget.describe()}: the best overall, "
                     f"{best['strategy']}, fits it ({_cost_txt(best)}).")

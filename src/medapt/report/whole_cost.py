@@ -71,5 +71,8 @@ def whole_costs(costs: pd.DataFrame | None, order: list[str]) -> pd.DataFrame:
             rec[s]["run_seconds"] = float(per_seed["_s"].sum(min_count=1) / n)
             rec[s]["run_kwh"] = float(per_seed["_k"].sum(min_count=1) / n)
     table = pd.DataFrame([rec[s] for s in names], columns=cols)
+    if costs is not None and len(costs) and _num(costs, "kwh").isna().all():
+        # the run recorded no energy at all (track_energy off): unknown, also for strategies without rows
+        table[[c for c in cols if c.endswith("kwh")]] = np.nan
     table["n_seeds"] = table["n_seeds"].astype(int)
     return table
