@@ -84,13 +84,19 @@ def _headless(browser: str, profile: Path, *args: str, timeout: float = 120) -> 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def html_figures(report: Path) -> int:
+    return len(re.findall(r'<figure class="medapt-fig"', report.read_text()))
+
+
 def test_every_figure_renders_in_chromium(chromium, tmp_path, fake):
     run = fake.make(tmp_path / "run")
     report = build_report(run)
     n_figures = len(list((run / "figures").glob("*.png")))
     assert n_figures == 8
-    # the page's own script counts images with naturalWidth > 0 after the load event and writes
-    # the count into #render-check; --virtual-time-budget lets the load event fire before the dump
+    assert html_figures(report) == n_figures  # each PNG is shown once, inline as SVG
+    # the page's own script counts the figures that rendered (an inline <svg> laid out with a size
+    # and drawn content, or an <img> with naturalWidth > 0) after the load event and writes the
+    # count into #render-check; --virtual-time-budget lets the load event fire before the dump
     r = _headless(chromium, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", report.as_uri())
     assert r.returncode == 0, r.stderr[-2000:]
     m = re.search(r'id="render-check"[^>]*>', r.stdout)
@@ -102,9 +108,11 @@ def test_every_figure_renders_in_chromium(chromium, tmp_path, fake):
     assert int(loaded.group(1)) == n_figures, f"only {loaded.group(1)} of {n_figures} figures decoded"
     assert f"{n_figures} of {n_figures} figures rendered" in r.stdout
 
-    # negative control: the same check reports a figure whose PNG data is damaged
+    # negative control: the same check reports a figure whose SVG is damaged (not an <svg> any more)
     broken = tmp_path / "broken.html"
-    broken.write_text(report.read_text().replace("base64,iVBOR", "base64,AAAAA", 1))
+    html = report.read_text()
+    assert "<svg" in html
+    broken.write_text(html.replace("<svg", "<svgx", 1))
     r = _headless(chromium, tmp_path / "profile3", "--virtual-time-budget=10000", "--dump-dom", broken.as_uri())
     assert f'data-loaded="{n_figures - 1}"' in r.stdout
 

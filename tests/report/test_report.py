@@ -22,6 +22,7 @@ EXPECTED_FIGURES = {
 def _text(html: str) -> str:
     html = re.sub(r"<style>.*?</style>|<script>.*?</script>", "", html, flags=re.S)
     html = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    html = re.sub(r"<svg.*?</svg>", "", html, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
@@ -37,14 +38,19 @@ def test_all_figures_written_and_embedded(built):
     assert out == run / "report.html"
     pngs = {p.stem: p for p in (run / "figures").glob("*.png")}
     assert set(pngs) == EXPECTED_FIGURES
-    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*data-file="figures/([^"]+)"', html)
-    assert len(embedded) == len(EXPECTED_FIGURES)
-    for data, name in embedded:
-        raw = base64.b64decode(data)
-        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
-        assert raw == (run / "figures" / name).read_bytes()  # the file and the embedded copy agree
+    # every figure inline as vector SVG, its PNG at >= 200 dpi in figures/
+    blocks = re.findall(r'<figure class="medapt-fig" data-file="figures/([^"]+)">(<svg.*?</svg>)', html, flags=re.S)
+    assert sorted(name for name, _ in blocks) == sorted(f"{n}.png" for n in EXPECTED_FIGURES)
+    from PIL import Image
+
+    for name, svg in blocks:
+        assert "<path" in svg and "<text" in svg  # drawn content, text kept as text
+        with Image.open(run / "figures" / name) as im:
+            assert im.format == "PNG" and min(im.info["dpi"]) >= 199.9
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "two inline SVGs share an element id"
     # self-contained: nothing fetched from elsewhere
-    assert not re.search(r'<link|<script\s+src|src="(?!data:)|url\(', html)
+    assert not re.search(r'<link|<script\s+src|src="(?!data:)|href="(?!#)|url\((?!#)', html)  # only in-page references
     # atomic writes leave no temporary files behind
     from medapt.atomic import is_temporary
 
@@ -55,10 +61,10 @@ def test_plain_summary_names_computed_pareto_set(built, fake):
     _, _, html = built
     text = _text(html)
     for task in ("tumor_type", "disease"):
-        m = re.search(rf"{task} : .*?by energy: ([^;]+);", text)
+        m = re.search(rf"{task} \(head model1\): .*?by energy: ([^;]+);", text)
         assert m, text[:2000]
         assert {s.strip() for s in m.group(1).split(",")} == fake.PARETO_BY_KWH
-    assert "DA_L1SB (+0.1" in text  # largest development→external drop (0.15 by construction)
+    assert re.search(r"largest for DA_L1SB \(\+0\.1[45]\d, a loss on the external set\)", text)  # 0.15 by construction
     assert "synthetic phantom data" in text  # config says reader: phantom
     assert "estimated-green-algorithms" in text and "not measurements" in text
 
@@ -71,7 +77,7 @@ def test_tables(built):
     assert re.search(r"ImageNet_TF_F1B 28,500 — —", text)
     assert "Counted by PyTorch" in text and "medapt params --keras" in text
     # Table B1: a shared phase counts for both strategies; estimates are labelled as such
-    assert re.search(r"DA_L1SB total 27,000 7:30:00\.00 1\.5000", text)
+    assert re.search(r"DA_L1SB total 27,000 7:30:00\.00 1\.50 kWh", text)
     assert "estimated-green-algorithms (estimate)" in text
     assert "measured-rapl (estimate)" not in text
     # summary table with two seeds: mean ± s.d. and CI; threshold from config.yaml (0.85)
@@ -245,16 +251,26 @@ def test_report_is_the_registered_sections_in_order(tmp_path, fake):
     """A new kind adds a section by registering it; the others are untouched."""
     from medapt.report.sections import SECTIONS, section
 
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(buf, format="PNG")
+
     @section("test-extra", 65)  # between the comparisons (60) and the parameters (70)
-    def extra(ctx):
-        return "<h2>Extra section</h2><p>rows: %d</p>" % len(ctx.rf.metrics)
+    def extra(ctx):  # the section API of before the templates: an HTML string, html.py's helpers
+        return ("<h2>Extra section</h2><p>rows: %d</p>" % len(ctx.rf.metrics)
+                + ctx.figs.add("extra_png", buf.getvalue(), "a PNG figure the old way"))
 
     try:
         html = build_report(fake.make(tmp_path / "run")).read_text(encoding="utf-8")
     finally:
         SECTIONS._items.pop("test-extra")
+    assert '<img src="data:image/png;base64,' in html and 'data-file="figures/extra_png.png"' in html
     heads = re.findall(r"<h2>([^<]+)</h2>", html)
     # no own-head rows in this run: the fine-tuning section stays out
-    assert heads == ["Summary", "Downstream results", "AUC vs epoch", "Robustness: development vs external",
-                     "AUC vs cost", "Statistical comparisons", "Extra section", "Parameters per phase (Table 1)",
-                     "Time and energy per phase (Table B1)", "Inference cost", "Run"]
+    assert heads == ["Recommendation", "Summary", "Downstream results", "AUC vs epoch",
+                     "Robustness: development vs external", "AUC vs cost", "Statistical comparisons", "Extra section",
+                     "Parameters per phase (Table 1)", "Whole cost per strategy", "Time and energy per phase (Table B1)",
+                     "Inference cost", "Run", "Notes"]

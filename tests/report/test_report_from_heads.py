@@ -38,9 +38,12 @@ def test_report_from_real_head_runs(tmp_path):
     html = build_report(run).read_text()
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>|data:[^\"]+", "", html, flags=re.S)))
     s = summarize(m)
+    s = s[s["head"] == "model1"]  # the recommendation's head: Mehmood et al.'s model1, first in the registry
     best = s[s.split == "test"].groupby("strategy").final_auc.mean()
-    assert best["DA"] > best["ImageNet"]  # the stronger features win, and the report says so
+    ext = s[s.split == "external"].groupby("strategy").final_auc.mean()
+    assert best["DA"] > best["ImageNet"] and ext["DA"] > ext["ImageNet"]  # the stronger features win, and the report says so
     assert f"on the development test split DA has the highest final AUC ({best['DA']:.3f})" in text
+    assert f"DA has the highest external AUC: {ext['DA']:.3f}" in text  # the recommendation, external first
     assert "costs.csv is missing" in text
     assert "DeLong p" in text  # predictions.csv from predictions_table feeds DeLong's test
     assert len(list((run / "figures").glob("*.png"))) == 4  # 2 curves + 2 box plots, no Pareto without costs

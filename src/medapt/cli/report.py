@@ -23,6 +23,13 @@ def register(sub) -> None:
                    help="AUC threshold for 'epochs to threshold' (default: the config's, else 0.9)")
     p.add_argument("--no-verify", action="store_true",
                    help="build the report even if the run directory fails `medapt verify` (damaged outputs)")
+    p.add_argument("--budget", default=None, metavar="BUDGET",
+                   help="your budget per strategy (whole cost, mean over seeds): 0.5kWh, 500Wh, 2h, 90min, 2:30 or "
+                        "both as 1kWh,3h; the report recommends the best strategy by external AUC within it "
+                        "(default: report.budget_kwh / report.budget_hours of the run's config.yaml)")
+    p.add_argument("--interactive", action="store_true", default=None,
+                   help="also embed an interactive AUC-vs-energy chart (Vega-Lite, works offline; needs "
+                        "pip install 'medapt[interactive]')")
     add_format_option(p)
     p.set_defaults(func=_report)
 
@@ -34,11 +41,20 @@ def _report(args: argparse.Namespace) -> int:
         from ..integrity import refuse_damaged
 
         refuse_damaged(args.run_dir)
-    path = build_report(args.run_dir, args.out, threshold=args.threshold)
+    from ..report.recommend import parse_budget
+
+    budget = parse_budget(args.budget)  # a malformed budget fails here, before any work
+    path = build_report(args.run_dir, args.out, threshold=args.threshold, budget=budget, interactive=args.interactive)
     figures = sorted(str(f) for f in (path.parent / "figures").glob("*.png"))
+    rec = path.parent / "recommendation.csv"
     if args.format == "json":
-        emit_json({"report": str(path), "figures": figures})
+        emit_json({"report": str(path), "figures": figures, "recommendation": str(rec) if rec.exists() else None})
     else:
         print(f"report: {path}")
+        if rec.exists():
+            import pandas as pd
+
+            for sentence in pd.read_csv(rec)["sentence"]:
+                print(f"  {sentence}")
         print(f"figures: {path.parent / 'figures'} ({len(figures)} PNG)")
     return 0

@@ -5,12 +5,16 @@
   99 % quantiles (Figs 11–12).
 * :func:`pareto_plot` — AUC vs cost (parameters, kWh, seconds) with the Pareto front (Fig. B1).
 
-Each returns PNG bytes.
+Each returns PNG bytes (at :data:`DPI`), or with ``as_figure=True`` the matplotlib ``Figure``,
+which :meth:`medapt.report.html.Figures.add_figure` writes as PNG and inlines as SVG. Colours:
+one hue per strategy family, members as shades (:mod:`medapt.report.style`); legends sit outside
+the axes, so they never cover data.
 """
 
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,7 +27,8 @@ __all__ = ["auc_curves", "robustness_boxplot", "pareto_plot", "SPLIT_ORDER"]
 
 SPLIT_ORDER = ("test", "val", "external")
 SPLIT_TITLES = {"test": "development test split", "val": "validation split", "external": "external set"}
-DPI = 100
+#: resolution of figures/*.png (the page itself shows the vector SVG)
+DPI = 200
 
 
 def _png(fig: Figure) -> bytes:
@@ -33,11 +38,35 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _colours(strategies: list[str]) -> dict[str, tuple]:
-    from matplotlib import colormaps
+def png_and_svg(fig: Figure, salt: str = "") -> tuple[bytes, str]:
+    """The figure as PNG bytes at :data:`DPI` and as an inline ``<svg>`` element (text kept as text,
+    ids salted with ``salt`` so several SVGs on one page never share an id)."""
+    import matplotlib
 
-    cmap = colormaps["tab10" if len(strategies) <= 10 else "tab20"]
-    return {s: cmap(i % cmap.N) for i, s in enumerate(strategies)}
+    FigureCanvasAgg(fig)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI)
+    svg = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt or "medapt"}):
+        fig.savefig(svg, format="svg")
+    text = svg.getvalue()
+    return png.getvalue(), _prefix_ids(text[text.index("<svg"):], re.sub(r"[^A-Za-z0-9_-]", "-", salt or "fig"))
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Prefix every element id (and each reference to it) so several inline SVGs never collide."""
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+    if not ids:
+        return svg
+    def sub(m):
+        return m.group(1) + prefix + "-" + m.group(2) + m.group(3) if m.group(2) in ids else m.group(0)
+    return re.sub(r'(\bid="|href="#|url\(#)([^")]+)([")])', sub, svg)
+
+
+def _colours(strategies: list[str]) -> dict[str, tuple]:
+    from .style import strategy_colours
+
+    return strategy_colours(list(strategies))
 
 
 def splits_in(df: pd.DataFrame) -> list[str]:
@@ -45,7 +74,8 @@ def splits_in(df: pd.DataFrame) -> list[str]:
     return [s for s in SPLIT_ORDER if s in present] + [s for s in present if s not in SPLIT_ORDER]
 
 
-def auc_curves(auc: pd.DataFrame, strategies: list[str], title: str, threshold: float | None = 0.9) -> bytes:
+def auc_curves(auc: pd.DataFrame, strategies: list[str], title: str, threshold: float | None = 0.9,
+               *, as_figure: bool = False):
     """AUC vs epoch: the mean over seeds per strategy, with a ±1 s.d. band when there are several seeds.
 
     Args:
@@ -81,11 +111,11 @@ def auc_curves(auc: pd.DataFrame, strategies: list[str], title: str, threshold: 
                 labels.append(l)
     fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
     fig.suptitle(title)
-    return _png(fig)
+    return fig if as_figure else _png(fig)
 
 
 def robustness_boxplot(auc: pd.DataFrame, strategies: list[str], title: str,
-                       dev_split: str = "test", external_split: str = "external") -> bytes:
+                       dev_split: str = "test", external_split: str = "external", *, as_figure: bool = False):
     """Per-epoch AUC of every strategy on the development and external splits, side by side.
 
     Each box pools every epoch of every seed; whiskers at the 1 % and 99 % quantiles
@@ -116,27 +146,34 @@ def robustness_boxplot(auc: pd.DataFrame, strategies: list[str], title: str,
     ax.set_xticks(range(len(present)), present, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("ROC-AUC per epoch")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(title + " (whiskers: 1st–99th percentile)")
-    return _png(fig)
+    fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    fig.suptitle(title + " (whiskers: 1st–99th percentile)")
+    return fig if as_figure else _png(fig)
 
 
-COST_AXES = (("params", "parameters of the final model"), ("kwh", "pre-training energy (kWh)"),
-             ("seconds", "pre-training time (s)"))
+#: the cost axes of the Pareto plot: (column of the points table, axis label)
+COST_AXES = (("kwh", "whole cost per strategy: energy (kWh)"), ("trainable", "trainable parameters (largest phase)"),
+             ("latency_ms", "inference latency per image (ms)"))
 
 
-def pareto_plot(points: pd.DataFrame, title: str, splits: list[str]) -> bytes:
-    """AUC against each cost with the Pareto front (cheaper and better is up-left).
+def pareto_plot(points: pd.DataFrame, title: str, splits: list[str], *, budget_kwh: float | None = None,
+                axes_spec=COST_AXES, as_figure: bool = False):
+    """AUC against each cost with the Pareto front (cheaper and better is up-left) and the budget.
 
     Args:
-        points: one row per strategy with ``strategy``, cost columns ``params``, ``kwh``,
-            ``seconds`` and one AUC column per split named ``auc_<split>``.
-        splits: the splits to draw, one row of panels each.
+        points: one row per strategy with ``strategy``, the cost columns of ``axes_spec`` (default
+            ``kwh``, ``trainable``, ``latency_ms``; a column that is absent or all NaN is left out)
+            and one AUC column per split named ``auc_<split>``.
+        splits: the splits to draw, one row of panels each (the external set first).
+        budget_kwh: the user's energy budget: a vertical line on the energy panels, points right of
+            it are over budget.
+        as_figure: return the ``Figure`` instead of PNG bytes.
     """
-    costs = [(c, lab) for c, lab in COST_AXES if c in points and np.isfinite(points[c].to_numpy(float)).any()]
-    fig = Figure(figsize=(4.6 * max(len(costs), 1), 3.8 * len(splits)), layout="constrained")
+    costs = [(c, lab) for c, lab in axes_spec if c in points and np.isfinite(points[c].to_numpy(float)).any()]
+    fig = Figure(figsize=(4.4 * max(len(costs), 1) + 2.4, 3.6 * len(splits)), layout="constrained")
     axes = fig.subplots(len(splits), max(len(costs), 1), squeeze=False)
     colours = _colours(list(points["strategy"]))
+    handles: dict[str, object] = {}
     for r, split in enumerate(splits):
         y = points[f"auc_{split}"].to_numpy(float)
         for c_i, (cost, label) in enumerate(costs):
@@ -146,13 +183,16 @@ def pareto_plot(points: pd.DataFrame, title: str, splits: list[str]) -> bytes:
             for k, s in enumerate(points["strategy"]):
                 if not (np.isfinite(x[k]) and np.isfinite(y[k])):
                     continue
-                ax.scatter(x[k], y[k], color=colours[s], s=46 if front[k] else 26,
-                           edgecolor="black" if front[k] else "none", zorder=3)
-                ax.annotate(s, (x[k], y[k]), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+                h = ax.scatter(x[k], y[k], color=colours[s], s=52 if front[k] else 30,
+                               edgecolor="black" if front[k] else "none", linewidth=1.0, zorder=3, label=s)
+                handles.setdefault(s, h)
+                ax.annotate(s, (x[k], y[k]), fontsize=6, xytext=(3, 3), textcoords="offset points", color="0.25")
             if front.any():
                 order = np.argsort(x[front])
-                ax.step(x[front][order], y[front][order], where="post", color="0.2", lw=1, ls="--", zorder=2,
-                        label="Pareto front")
+                handles["Pareto front"] = ax.step(x[front][order], y[front][order], where="post", color="0.2",
+                                                  lw=1, ls="--", zorder=2)[0]
+            if cost == "kwh" and budget_kwh is not None and np.isfinite(budget_kwh):
+                handles["budget"] = ax.axvline(budget_kwh, color="#b22222", lw=1.2, ls=":", zorder=1)
             pos = x[np.isfinite(x) & (x > 0)]
             if pos.size and pos.max() / pos.min() > 20:
                 if (x[np.isfinite(x)] <= 0).any():
@@ -163,7 +203,7 @@ def pareto_plot(points: pd.DataFrame, title: str, splits: list[str]) -> bytes:
             ax.set_xlabel(label)
             ax.set_ylabel(f"final AUC, {SPLIT_TITLES.get(split, split)}")
             ax.grid(alpha=0.3)
-            if r == 0 and c_i == 0 and front.any():
-                ax.legend(fontsize=7, loc="lower right")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7, frameon=False)
     fig.suptitle(title)
-    return _png(fig)
+    return fig if as_figure else _png(fig)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from . import figures as F
-from .html import _e, _fmt, _slug, _table
+from .html import _fmt, _slug, _table
 from .sections import ReportContext, section
+from .templating import render
 
 
 @section("finetune", 25)
@@ -16,18 +17,15 @@ def finetune_section(ctx: ReportContext) -> str:
     if m is None or "own" not in set(m["head"]):
         return ""
     own = m[m["head"] == "own"]
-    parts = ["<h2>Fine-tuning on the target task</h2>",
-             '<p class="note">Strategies with target phases fine-tune the network on each task\'s training split, '
-             "score the validation split after every epoch and keep the best epoch; that model's own head is then "
-             "scored once on the test split and the external set (head <code>own</code> in the tables above; its "
-             "frozen features also get the MLP heads). Curves: validation AUC per epoch; the marked point is the "
-             "epoch kept.</p>"]
+    tasks = []
     for task, g in own.groupby("task", sort=True):
+        figure = ""
         val = g[(g["split"] == "val") & (g["metric"] == "auc")]
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
         if len(val):
-            parts.append(ctx.figs.add(_slug("finetune_val", task),
-                                      F.auc_curves(val, strategies, f"{task} — fine-tuning (validation)", ctx.threshold),
+            figure = (ctx.figs.add_figure(_slug("finetune_val", task),
+                                      F.auc_curves(val, strategies, f"{task} — fine-tuning (validation)", ctx.threshold,
+                                                   as_figure=True),
                                       f"Validation ROC-AUC per epoch of the target phases, task {task}."))
         rows = []
         for s in strategies:
@@ -42,8 +40,8 @@ def finetune_section(ctx: ReportContext) -> str:
                         v = v[v["epoch"] == kept.iloc[0]]
                     row[f"AUC ({split})"] = _fmt(float(v["value"].iloc[0])) if len(v) else "—"
                 rows.append(row)
-        parts.append(f"<h3>{_e(task)}</h3>" + _table(pd.DataFrame(rows), left=("strategy",)))
-    return "\n".join(parts)
+        tasks.append(dict(task=task, figure=figure, table=_table(pd.DataFrame(rows), left=("strategy",))))
+    return render("finetune.html.j2", tasks=tasks)
 
 
 from . import convergence  # noqa: E402,F401  (registers the convergence-speed section beside this one)

@@ -12,34 +12,29 @@ import pandas as pd
 
 from ..atomic import atomic_write_bytes
 
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;
-     padding:0 1rem;color:#222;line-height:1.45}
-h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.2rem}h3{margin-top:1.4rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top;white-space:nowrap}
-td.l{white-space:normal}.scroll{overflow-x:auto}
-th{background:#f3f3f3}td.l,th.l{text-align:left}
-tr.total td{font-weight:600;background:#fafafa}
-.estimate{color:#9a4d00}.measured{color:#1b6e20}.best{font-weight:700}
-.missing{background:#fff4e5;border-left:4px solid #f0a020;padding:.4rem .8rem}
-.note{color:#555;font-size:.85rem}
-figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85rem;color:#444}
-pre{background:#f7f7f7;padding:.6rem;overflow:auto;font-size:.8rem}
-.summary{background:#eef5ff;border-left:4px solid #3a78c2;padding:.5rem 1rem}
-"""
+def __getattr__(name):  # _CSS: the stylesheet now lives in templates/report.css
+    if name == "_CSS":
+        from .templating import css
 
-# counts the <img> elements that decoded (naturalWidth > 0) and writes it into the page, so a
-# headless browser's --dump-dom shows whether every figure rendered
+        return css()
+    raise AttributeError(name)
+
+
+# counts the figures that rendered — an <img> that decoded (naturalWidth > 0) or an inline <svg>
+# laid out with a size and drawn content — and writes it into the page, so a headless browser's
+# --dump-dom shows whether every figure rendered
 _SCRIPT = """
 <script>
 window.addEventListener('load', function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  var figs = document.querySelectorAll('figure'), ok = 0;
+  for (var i = 0; i < figs.length; i++) {
+    var img = figs[i].querySelector('img'), svg = figs[i].querySelector('svg');
+    if (img && img.complete && img.naturalWidth > 0) { ok++; continue; }
+    if (svg && svg.getBoundingClientRect().width > 0 && svg.querySelector('path, use, text')) ok++;
+  }
   var el = document.getElementById('render-check');
-  el.setAttribute('data-loaded', ok); el.setAttribute('data-total', imgs.length);
-  el.textContent = ok + ' of ' + imgs.length + ' figures rendered in this browser.';
+  el.setAttribute('data-loaded', ok); el.setAttribute('data-total', figs.length);
+  el.textContent = ok + ' of ' + figs.length + ' figures rendered in this browser.';
 });
 </script>
 """
@@ -116,6 +111,53 @@ class Figures:
         data = base64.b64encode(png).decode("ascii")
         return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}" '
                 f'data-file="figures/{_e(path.name)}"><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+    def add_figure(self, name: str, fig, caption: str) -> str:
+        """Write ``figures/<name>.png`` at :data:`medapt.report.figures.DPI` (≥ 200 dpi) and return the
+        figure block with the same drawing inline as SVG (vector, no external file)."""
+        from . import figures as F
+        from .templating import render
+
+        png, svg = F.png_and_svg(fig, salt=name)
+        path = self.folder / f"{name}.png"
+        atomic_write_bytes(path, png)
+        self.written.append(path)
+        return render("figure.html.j2", file=path.name, svg=svg, caption=caption, dpi=F.DPI)
+
+
+def fmt_energy(kwh, sig: int = 3) -> str:
+    """Energy with ``sig`` significant figures and its unit: ``1.50 kWh``, ``0.0123 kWh``, ``0.456 Wh``.
+
+    Never ``0.00``: a small figure moves to a smaller unit instead of rounding to zero; exactly 0
+    is ``0 kWh``; NaN is ``—``.
+    """
+    if kwh is None or kwh is pd.NA:
+        return "—"
+    v = float(kwh)
+    if not np.isfinite(v):
+        return "—"
+    v = float(f"{v:.{sig}g}")  # round first, so 0.0009996 is 1.00 Wh and not 1,000 mWh
+    if v == 0:
+        return "0 kWh"
+    # kWh down to 1 Wh (0.00100 kWh), then Wh and mWh: the unit changes only for figures that
+    # would otherwise need many leading zeros
+    for limit, scale, unit in ((1e-3, 1.0, "kWh"), (1e-6, 1e-3, "Wh"), (0.0, 1e-6, "mWh")):
+        if abs(v) >= limit:
+            x = v / scale
+            digits = max(sig - 1 - int(np.floor(np.log10(abs(x)))), 0)
+            return f"{x:,.{digits}f} {unit}"
+
+
+def fmt_hours(seconds) -> str:
+    """Seconds as hours with 3 significant figures (``0.0125 h``, ``2.50 h``); NaN is ``—``."""
+    if seconds is None or seconds is pd.NA or not np.isfinite(float(seconds)):
+        return "—"
+    h = float(seconds) / 3600
+    if h == 0:
+        return "0 h"
+    digits = max(2 - int(np.floor(np.log10(abs(h)))), 0)
+    return f"{h:,.{digits}f} h"
 
 
 def _time_cell(median, reached, n, digits) -> str:

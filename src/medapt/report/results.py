@@ -11,12 +11,12 @@ import pandas as pd
 
 from ..errors import MedaptError
 from ..evaluate.bootstrap import bootstrap_auc_ci
-from ..evaluate.delong import delong_test
 from ..evaluate.summary import aggregate_seeds, censored_median, external_dip, paired_ttest, summarize
 from . import figures as F
 from .costs import is_measured, pareto_front
-from .html import _cell, _e, _fmt, _missing, _slug, _table, _time_cell
+from .html import _cell, _e, _fmt, _missing, _slug, _table, _time_cell, fmt_energy
 from ._io import RunFiles
+from .templating import render
 from .sections import ReportContext, _energy_table, _slice_level_datasets, feature_protocol, log, section
 
 #: resamples of the one-seed bootstrap CI over test images
@@ -73,7 +73,9 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
                   "i.e. the uncertainty of the test set only, not of training.")
     else:
         spread = "One seed: no spread over seeds is available."
-    parts = [f'<p class="note">{feature_protocol(rf.config)} Threshold {threshold:g}. Best = highest AUC over epochs '
+    parts = [f'<p class="note">{feature_protocol(rf.config)} Rows ranked by the final AUC on the external set (the '
+             f"development test split for a task without one); the best in bold. Threshold {threshold:g}. "
+             "Best = highest AUC over epochs "
              "(chosen on the split itself, so optimistic); final = AUC after the last epoch. Dip = development − external "
              "(positive: worse on the external set). "
              + ("Epoch and seconds to the threshold: the median over seeds with the seeds that never reached it counted as censored (the first time by "
@@ -82,9 +84,12 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
     for (task, head), _ in agg.groupby(["task", "head"], sort=True):
         rows = []
         a = agg[(agg["task"] == task) & (agg["head"] == head)]
-        for s in [x for x in order if x in set(a["strategy"])]:
+        # rows ranked by the external set's mean final AUC (the development test split without one)
+        rank_split = "external" if (a["split"] == "external").any() else "test"
+        ranked = list(a[a["split"] == rank_split].sort_values("final_auc_mean", ascending=False, kind="stable")["strategy"])
+        for s in ranked + [x for x in order if x in set(a["strategy"]) and x not in ranked]:
             row = {"strategy": _e(s)}
-            for split, lab in (("test", "test"), ("external", "external")):
+            for split, lab in (("external", "external"), ("test", "test")):
                 r = a[(a["strategy"] == s) & (a["split"] == split)]
                 if r.empty:
                     continue
@@ -106,77 +111,60 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
                     row["dip (final)"] = _cell(d.dip_final_mean, d.dip_final_std, d.dip_final_ci_low, d.dip_final_ci_high, d.n_seeds)
             rows.append(row)
         t = pd.DataFrame(rows).fillna("—")
-        best_col = "final AUC (test)"
-        if best_col in t:
-            best_s = a[a["split"] == "test"].sort_values("final_auc_mean", ascending=False)["strategy"].iloc[0]
-        else:
-            best_s = None
+        best_s = ranked[0] if ranked else None
         parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>")
         parts.append(_table(t, left=("strategy",), fmt={c: (lambda v: str(v)) for c in t.columns},
                             row_class=lambda r: "best" if best_s is not None and r["strategy"] == _e(best_s) else ""))
     return "\n".join(parts), summ, agg
 
 
-def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> str:
-    """Best strategy (mean final test AUC) vs every other: DeLong on one seed, t-test over seeds."""
+def _comparisons(rf: RunFiles, summ: pd.DataFrame, agg: pd.DataFrame) -> list[dict]:
+    """Best strategy (mean final AUC) vs every other, on the external set and on the development test
+    split: DeLong on one seed, paired t-test over seeds. One dict (task, head, where, table) per group."""
     if summ.empty:
-        return ""
-    parts = ['<p class="note">Reference = the strategy with the highest mean final AUC on the test split. '
-             "DeLong's test (DeLong et al. 1988; macro one-vs-rest extension for several classes, see "
-             "docs/report.md) compares the final-epoch scores of two strategies on the same test images of one "
-             "seed; the paired t-test compares final AUCs over seeds (Hosseinzadeh Taher et al.). "
-             "No correction for multiple comparisons.</p>"]
-    if rf.predictions is None:
-        parts.append(_missing("predictions.csv is missing from the run directory, so DeLong's test is not shown."))
+        return []
+    groups = []
     n_seeds = summ["seed"].nunique()
-    for (task, head), a in agg[agg["split"] == "test"].groupby(["task", "head"], sort=True):
-        a = a.sort_values("final_auc_mean", ascending=False)
-        if len(a) < 2:
-            continue
-        ref = a["strategy"].iloc[0]
-        rows = []
-        for other in a["strategy"].iloc[1:]:
-            row = {"reference": ref, "strategy": other}
-            if rf.predictions is not None:
-                row.update(_delong_row(rf.predictions, task, head, ref, other))
-            if n_seeds > 1:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    t = paired_ttest(summ, ref, other, column="final_auc", head=head, task=task)
-                row["t-test Δ final AUC"] = _fmt(t["mean_diff"])
-                row["t-test p"] = _fmt(t["p_value"], 3)
-                row["t-test seeds"] = str(t["n"])
-            rows.append(row)
-        parts.append(f"<h3>{_e(task)} — head {_e(head)}</h3>")
-        parts.append(_table(pd.DataFrame(rows).fillna("—"), left=("reference", "strategy", "DeLong note")))
-    return "\n".join(parts)
+    for split, word in (("external", "external set"), ("test", "development test split")):
+        for (task, head), a in agg[agg["split"] == split].groupby(["task", "head"], sort=True):
+            a = a.sort_values("final_auc_mean", ascending=False)
+            if len(a) < 2:
+                continue
+            ref = a["strategy"].iloc[0]
+            rows = []
+            for other in a["strategy"].iloc[1:]:
+                row = {"reference": ref, "strategy": other}
+                if rf.predictions is not None:
+                    row.update(_delong_row(rf.predictions, task, head, ref, other, split=split))
+                if n_seeds > 1:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        t = paired_ttest(summ, ref, other, column="final_auc", split=split, head=head, task=task)
+                    row["t-test Δ final AUC"] = _fmt(t["mean_diff"])
+                    row["t-test p"] = _fmt(t["p_value"], 3)
+                    row["t-test seeds"] = str(t["n"])
+                rows.append(row)
+            groups.append(dict(task=task, head=head, where=word,
+                               table=_table(pd.DataFrame(rows).fillna("—"), left=("reference", "strategy", "DeLong note"))))
+    return groups
 
 
-def _delong_row(pred: pd.DataFrame, task: str, head: str, a: str, b: str) -> dict:
-    p = pred[(pred["task"].astype(str) == task) & (pred["head"].astype(str) == head) & (pred["split"].astype(str) == "test")]
-    seeds = sorted(set(p[p["strategy"] == a]["seed"]) & set(p[p["strategy"] == b]["seed"]))
-    if not seeds:
-        return {"DeLong note": "no test predictions for both"}
-    seed = seeds[0]
-    score_cols = [c for c in p.columns if c.startswith("score_")]
-    pa = p[(p["strategy"] == a) & (p["seed"] == seed)].set_index("index").sort_index()
-    pb = p[(p["strategy"] == b) & (p["seed"] == seed)].set_index("index").sort_index()
-    common = pa.index.intersection(pb.index)
-    pa, pb = pa.loc[common], pb.loc[common]
-    cols = [c for c in score_cols if pa[c].notna().all()]
-    try:
-        if not (pa["label"].to_numpy() == pb["label"].to_numpy()).all():
-            return {"DeLong note": "labels differ between the two prediction sets"}
-        r = delong_test(pa["label"].to_numpy(), pa[cols].to_numpy(float), pb[cols].to_numpy(float))
-    except MedaptError as exc:
-        return {"DeLong note": f"not computed: {exc}"}
-    return {"DeLong seed": str(seed), "AUC ref": _fmt(r["auc_a"]), "AUC other": _fmt(r["auc_b"]),
+def _delong_row(pred: pd.DataFrame, task: str, head: str, a: str, b: str, split: str = "test") -> dict:
+    from .recommend import delong_pair
+
+    r = delong_pair(pred, task, head, split, a, b)
+    if "note" in r:
+        return {"DeLong note": r["note"]}
+    return {"DeLong seed": str(r["seed"]), "AUC ref": _fmt(r["auc_a"]), "AUC other": _fmt(r["auc_b"]),
             "Δ [95% CI]": f"{_fmt(r['diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
             "DeLong p": _fmt(r["p_value"], 3)}
 
 
-def _pareto_points(summ: pd.DataFrame, costs: pd.DataFrame, task: str, splits: list[str]) -> pd.DataFrame:
+def _pareto_points(summ: pd.DataFrame, costs: pd.DataFrame, task: str, splits: list[str],
+                   head: str | None = None) -> pd.DataFrame:
     s = summ[summ["task"] == task]
+    if head is not None:  # the recommendation's head, so plot, summary and recommendation agree
+        s = s[s["head"] == head]
     pts = costs.copy()
     for split in splits:
         m = s[s["split"] == split].groupby("strategy")["final_auc"].mean()
@@ -187,21 +175,54 @@ def _pareto_points(summ: pd.DataFrame, costs: pd.DataFrame, task: str, splits: l
     return pts[keep].reset_index(drop=True)
 
 
+def cost_points(ctx: ReportContext) -> pd.DataFrame | None:
+    """Per strategy the costs the Pareto plot and summary use: ``kwh`` and ``seconds`` (whole
+    standalone cost), ``trainable`` (largest training phase), ``params`` (final model) and
+    ``latency_ms`` (per image, batch 1, from ``inference.csv``). ``None`` without costs.csv."""
+    wc, sc = ctx.whole_costs, ctx.strategy_costs
+    if wc is None or sc is None:
+        return None
+    pts = wc[["strategy", "kwh", "seconds", "trainable", "n_seeds"]].copy()
+    pts["params"] = pts["strategy"].map(sc.set_index("strategy")["params"])
+    pts["energy_sources"] = wc["energy_sources"]
+    inf = ctx.rf.inference
+    if inf is not None:
+        lat = [c for c in inf.columns if re.fullmatch(r"latency_ms_\w+_b1", c)] or \
+              [c for c in inf.columns if c.startswith("latency_ms")]
+        if lat:
+            pts["latency_ms"] = pts["strategy"].map(pd.to_numeric(inf[lat[0]], errors="coerce")
+                                                    .groupby(inf["strategy"]).mean())
+    if pts["kwh"].isna().all() or not (pts["kwh"] > 0).any():
+        pts["kwh"] = np.nan  # energy not recorded: no energy panel, rather than every strategy at 0
+    return pts
+
+
+def _front_split(summ: pd.DataFrame, task: str) -> str:
+    return "external" if (summ[summ["task"] == task]["split"] == "external").any() else "test"
+
+
 def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.DataFrame | None,
-                   threshold: float) -> str:
+                   threshold: float, ctx: ReportContext | None = None) -> str:
+    from .recommend import primary_head
+
     items = []
     for task in sorted(summ["task"].unique()):
-        s = summ[summ["task"] == task]
+        head = primary_head(summ, task, rf.config)
+        s = summ[(summ["task"] == task) & (summ["head"] == head)]
         bits = []
-        for split, word in (("test", "development test split"), ("external", "external set")):
+        for split, word in (("external", "external set"), ("test", "development test split")):
             m = s[s["split"] == split].groupby("strategy")["final_auc"].mean().dropna()
             if len(m):
                 bits.append(f"on the {word} <b>{_e(m.idxmax())}</b> has the highest final AUC ({m.max():.3f})")
-        txt = f"<b>{_e(task)}</b>: " + ("; ".join(bits) if bits else "no AUC values on the test or external split") + "."
-        d = dip[dip["task"] == task].groupby("strategy")["dip_final"].mean().dropna() if len(dip) else pd.Series(dtype=float)
+        txt = (f"<b>{_e(task)}</b> (head {_e(head)}): " + ("; ".join(bits) if bits else
+               "no AUC values on the test or external split") + ".")
+        d = dip[(dip["task"] == task) & (dip["head"] == head)].groupby("strategy")["dip_final"].mean().dropna() if len(dip) else pd.Series(dtype=float)
         if len(d):
-            txt += (f" The smallest development→external drop is {_e(d.idxmin())} ({d.min():+.3f}); "
-                    f"the largest {_e(d.idxmax())} ({d.max():+.3f}).")
+            def change(v: float) -> str:
+                return (f"{v:+.3f}, a loss on the external set" if v > 0 else
+                        f"{v:+.3f}, a gain on the external set" if v < 0 else "no change")
+            txt += (" Development→external dip (development − external final AUC): smallest for "
+                    f"{_e(d.idxmin())} ({change(d.min())}), largest for {_e(d.idxmax())} ({change(d.max())}).")
         # censored median over heads and seeds: a run that never reached it counts, as "later than all"
         reached = s[(s["split"] == "test")].groupby("strategy")["seconds_to_threshold"].agg(censored_median).dropna()
         if len(reached):
@@ -209,14 +230,17 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
                     f"(median {reached.min():.2f} s of head training over its runs, those that never reached it "
                     "counted as censored).")
         if sc is not None:
-            pts = _pareto_points(summ, sc, task, ["test"])
+            split = _front_split(summ, task)
+            pts = _pareto_points(summ, sc, task, [split], head)
             fronts = []
-            for cost, word in (("kwh", "energy"), ("seconds", "time"), ("params", "parameters")):
-                if cost in pts and np.isfinite(pts[cost]).any():
-                    mask = pareto_front(pts[cost], pts["auc_test"])
+            for cost, word in (("kwh", "energy"), ("trainable", "trainable parameters"), ("latency_ms", "latency"),
+                               ("seconds", "time")):
+                if cost in pts and np.isfinite(pts[cost].to_numpy(float)).any():
+                    mask = pareto_front(pts[cost], pts[f"auc_{split}"])
                     fronts.append(f"by {word}: " + ", ".join(_e(x) for x in pts["strategy"][mask]))
             if fronts:
-                txt += (" Pareto-optimal strategies (no other is both cheaper and better on the test split) — "
+                where = "external set" if split == "external" else "development test split (no external set)"
+                txt += (f" Pareto-optimal strategies (no other is both cheaper and better on the {where}; whole cost) — "
                         + "; ".join(fronts) + ".")
         items.append(f"<li>{txt}</li>")
     notes = []
@@ -225,13 +249,15 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
         notes.append("All results come from one seed, so small differences between strategies may be noise.")
     if rf.costs is not None and len(rf.costs):
         src = set(rf.costs["energy_source"])
-        est = sorted(x for x in src if not is_measured(x))
+        est = sorted(x for x in src if not is_measured(x) and x not in ("none", "", "nan"))
         if est:
             table, _ = _energy_table(rf)
             ga = (f" Green Algorithms figures use constant table {_e(table)}." if table and
                   any("green-algorithms" in x for x in est) else "")
+            from .decision import energy_footnote
+
             notes.append("Energy figures include estimates (" + ", ".join(_e(x) for x in est) + "), not measurements."
-                         + ga)
+                         + ga + (energy_footnote(ctx) if ctx is not None else ""))
     for line in _slice_level_datasets(rf.config):
         notes.append(line[0].upper() + line[1:])
     if rf.config_text and re.search(r"\bphantom\b", rf.config_text):
@@ -249,23 +275,22 @@ def _plain_summary(rf: RunFiles, summ: pd.DataFrame, dip: pd.DataFrame, sc: pd.D
 @section("summary", 10)
 def summary_section(ctx: ReportContext) -> str:
     rf = ctx.rf
-    body = ["<h2>Summary</h2>"]
+    messages, summary = [], ""
     if rf.metrics is None:
-        body.append(_missing("metrics.csv is missing from the run directory, so there are no downstream "
-                             "results: no summary, curves, box plots or AUC-vs-cost plot. "
-                             "Run `medapt run` to completion to produce it."))
-        return "\n".join(body)
+        messages.append("metrics.csv is missing from the run directory, so there are no downstream results: no "
+                        "summary, curves, box plots or AUC-vs-cost plot. Run `medapt run` to completion to produce it.")
+        return render("summary.html.j2", messages=messages, summary="")
     if len(ctx.summ):
-        body.append(_plain_summary(rf, ctx.summ, ctx.dip, ctx.strategy_costs, ctx.threshold))
+        summary = _plain_summary(rf, ctx.summ, ctx.dip, cost_points(ctx), ctx.threshold, ctx)
     if rf.costs is None:
-        body.append(_missing("costs.csv is missing from the run directory, so no costs, Pareto-optimal "
-                             "strategies or cost tables can be shown."))
-    return "\n".join(body)
+        messages.append("costs.csv is missing from the run directory, so no costs, Pareto-optimal strategies or cost "
+                        "tables can be shown.")
+    return render("summary.html.j2", messages=messages, summary=summary)
 
 
 @section("results", 20)
 def results_section(ctx: ReportContext) -> str:
-    return "" if ctx.results is None else "<h2>Downstream results</h2>" + ctx.results[0]
+    return "" if ctx.results is None else render("results.html.j2", tables=ctx.results[0])
 
 
 @section("curves", 30)
@@ -276,11 +301,11 @@ def curves_section(ctx: ReportContext) -> str:
     curves = []
     for (task, head), g in auc.groupby(["task", "head"], sort=True):
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
-        curves.append(ctx.figs.add(_slug("auc_curves", task, head),
-                                   F.auc_curves(g, strategies, f"{task} — head {head}", ctx.threshold),
-                                   f"ROC-AUC per training epoch, task {task}, head {head} "
-                                   f"(cf. Mehmood et al., Figs 5–10). Dashed line: threshold {ctx.threshold:g}."))
-    return "<h2>AUC vs epoch</h2>" + ("".join(curves) or _missing("No AUC rows in metrics.csv."))
+        curves.append(ctx.figs.add_figure(_slug("auc_curves", task, head),
+                                          F.auc_curves(g, strategies, f"{task} — head {head}", ctx.threshold, as_figure=True),
+                                          f"ROC-AUC per training epoch, task {task}, head {head} "
+                                          f"(cf. Mehmood et al., Figs 5–10). Dashed line: threshold {ctx.threshold:g}."))
+    return render("curves.html.j2", figures=curves)
 
 
 @section("robustness", 40)
@@ -292,44 +317,55 @@ def robustness_section(ctx: ReportContext) -> str:
     for (task, head), g in auc.groupby(["task", "head"], sort=True):
         strategies = [s for s in ctx.order if s in set(g["strategy"])]
         if {"test", "external"} <= set(g["split"]):
-            boxes.append(ctx.figs.add(_slug("boxplot", task, head),
-                                      F.robustness_boxplot(g, strategies, f"{task} — head {head}"),
-                                      f"Per-epoch ROC-AUC on the development test split vs the external set, "
-                                      f"task {task}, head {head}; whiskers at the 1st and 99th percentiles "
-                                      "(cf. Mehmood et al., Figs 11–12)."))
-    return "<h2>Robustness: development vs external</h2>" + (
-        "".join(boxes) or _missing("No task has both a test and an external split in metrics.csv, "
-                                   "so there are no development-vs-external box plots."))
+            boxes.append(ctx.figs.add_figure(_slug("boxplot", task, head),
+                                             F.robustness_boxplot(g, strategies, f"{task} — head {head}", as_figure=True),
+                                             f"Per-epoch ROC-AUC on the development test split vs the external set, "
+                                             f"task {task}, head {head}; whiskers at the 1st and 99th percentiles "
+                                             "(cf. Mehmood et al., Figs 11–12)."))
+    return render("robustness.html.j2", figures=boxes)
 
 
 @section("pareto", 50)
 def pareto_section(ctx: ReportContext) -> str:
     if ctx.rf.metrics is None:
         return ""
-    summ, sc, par = ctx.summ, ctx.strategy_costs, []
+    summ, sc, par = ctx.summ, cost_points(ctx), []
+    budget = ctx.budget
     if sc is not None and len(summ):
         for task in sorted(summ["task"].unique()):
-            splits = [s for s in F.SPLIT_ORDER if s in set(summ[summ["task"] == task]["split"]) and s != "val"]
-            pts = _pareto_points(summ, sc, task, splits)
+            present = set(summ[summ["task"] == task]["split"])
+            splits = [s for s in ("external", "test") if s in present]
+            from .recommend import primary_head
+
+            head = primary_head(summ, task, ctx.rf.config)
+            pts = _pareto_points(summ, sc, task, splits, head)
             if pts.empty:
                 continue
-            par.append(ctx.figs.add(_slug("pareto", task),
-                                    F.pareto_plot(pts, f"{task}: final AUC vs cost", splits),
-                                    f"Final-epoch ROC-AUC (mean over heads and seeds) against the cost of each "
-                                    f"strategy for task {task}: parameters of the final model, training energy "
-                                    "and time (sum of its pretrain and finetune rows in costs.csv, shared steps "
-                                    "counted for every strategy that uses them). Outlined points and the dashed "
-                                    "line: the Pareto front (cf. Mehmood et al., Fig. B1)."))
+            bk = getattr(budget, "kwh", None)
+            par.append(ctx.figs.add_figure(
+                _slug("pareto", task),
+                F.pareto_plot(pts, f"{task} (head {head}): final AUC vs whole cost", splits, budget_kwh=bk, as_figure=True),
+                f"Final-epoch ROC-AUC (head {head}, mean over seeds) of each strategy for task {task}, the external set "
+                "first, against its whole standalone cost — energy of pre-training, fine-tuning, features and heads "
+                "(kWh) —, the most parameters any of its phases trains, and its inference latency per image. "
+                "Outlined points and the dashed line: the Pareto front (cf. Mehmood et al., Fig. B1)"
+                + (f"; dotted red line: the budget of {budget.describe()}" if bk is not None else "") + "."))
             pt = pts.copy()
-            pt["pareto (test)"] = np.where(pareto_front(pt["kwh"], pt["auc_test"]), "yes", "") if "auc_test" in pt else ""
-            par.append(_table(pt[[c for c in pt.columns if c not in ("n_seeds",)]], left=("strategy", "energy_sources", "pareto (test)")))
-    return "<h2>AUC vs cost</h2>" + ("".join(par) or _missing(
-        "costs.csv is missing from the run directory, so the AUC-vs-cost plot is not shown."
-        if ctx.rf.costs is None else "No strategy has both costs and AUC values."))
+            fs = _front_split(summ, task)
+            pt[f"pareto by energy ({fs})"] = (np.where(pareto_front(pt["kwh"], pt[f"auc_{fs}"]), "yes", "")
+                                              if pt["kwh"].notna().any() else "—")
+            pt["kwh"] = pt["kwh"].map(fmt_energy)
+            pt = pt.rename(columns={"kwh": "energy (whole)", "seconds": "seconds (whole)"})
+            par.append(_table(pt[[c for c in pt.columns if c not in ("n_seeds",)]],
+                              left=("strategy", "energy_sources", f"pareto by energy ({fs})")))
+    return render("pareto.html.j2", blocks=par,
+                  message="costs.csv is missing from the run directory, so the AUC-vs-cost plot is not shown."
+                  if ctx.rf.costs is None else "No strategy has both costs and AUC values.")
 
 
 @section("comparisons", 60)
 def comparisons_section(ctx: ReportContext) -> str:
-    if ctx.rf.metrics is None:
+    if ctx.rf.metrics is None or ctx.summ is None or ctx.summ.empty:
         return ""
-    return "<h2>Statistical comparisons</h2>" + _comparisons(ctx.rf, ctx.summ, ctx.agg)
+    return render("comparisons.html.j2", groups=_comparisons(ctx.rf, ctx.summ, ctx.agg),
+                  has_predictions=ctx.rf.predictions is not None)

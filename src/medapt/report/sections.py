@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..registry import Registry
 from ._io import RunFiles
-from .html import Figures, _e, _json, _missing, _table
+from .html import Figures, _e, _json, _table
 
 __all__ = ["ReportContext", "SECTIONS", "Section", "section", "DEFAULT_THRESHOLD"]
 
@@ -149,6 +149,43 @@ class ReportContext:
     figs: Figures
     threshold: float
     order: list[str] = field(default_factory=list)
+    #: the user's budget (:class:`medapt.report.recommend.Budget`; ``None``: none)
+    budget: object = None
+    #: embed the interactive (Vega-Lite) Pareto chart (``--interactive`` / ``report.interactive``)
+    interactive: bool = False
+    #: footnotes of the page, key → html, numbered in order of first use (:meth:`footnote`)
+    footnotes: dict = field(default_factory=dict)
+
+    def footnote(self, key: str, html: str) -> str:
+        """Register a note shown once at the end of the page; returns its marker (``<sup>n</sup>``)."""
+        self.footnotes.setdefault(key, html)
+        n = list(self.footnotes).index(key) + 1
+        return f'<sup class="fn"><a href="#fn-{_e(key)}">{n}</a></sup>'
+
+    @cached_property
+    def whole_costs(self) -> pd.DataFrame | None:
+        """:func:`medapt.report.whole_cost.whole_costs` of ``costs.csv`` — ``None`` without it."""
+        from .whole_cost import whole_costs
+
+        return None if self.rf.costs is None else whole_costs(self.rf.costs, self.order)
+
+    @cached_property
+    def ranking(self) -> pd.DataFrame:
+        """:func:`medapt.report.recommend.ranking`: strategies by external AUC, per task."""
+        from .recommend import ranking
+
+        if self.summ is None or not len(self.summ):
+            from .recommend import RANK_COLUMNS
+
+            return pd.DataFrame(columns=RANK_COLUMNS)
+        return ranking(self.summ, self.whole_costs, self.rf.predictions, self.rf.config, self.budget)
+
+    @cached_property
+    def recommendation(self) -> pd.DataFrame:
+        """:func:`medapt.report.recommend.recommendation` of :attr:`ranking` under :attr:`budget`."""
+        from .recommend import recommendation
+
+        return recommendation(self.ranking, self.budget)
 
     @cached_property
     def results(self):
@@ -180,16 +217,12 @@ class ReportContext:
 
 @section("run", 100)
 def run_section(ctx: ReportContext) -> str:
+    from .templating import render
+
     rf = ctx.rf
-    body = ["<h2>Run</h2>"]
-    if rf.environment is None:
-        body.append(_missing("environment.json is missing from the run directory."))
-    else:
+    env_table = ""
+    if rf.environment is not None:
         env = pd.DataFrame([(k, v if not isinstance(v, (dict, list)) else _json(v)) for k, v in rf.environment.items()],
                            columns=["key", "value"])
-        body.append(_table(env, left=("key", "value")))
-    if rf.config_text is None:
-        body.append(_missing("config.yaml is missing from the run directory."))
-    else:
-        body.append(f"<details><summary>Resolved configuration (config.yaml)</summary><pre>{_e(rf.config_text)}</pre></details>")
-    return "\n".join(body)
+        env_table = _table(env, left=("key", "value"))
+    return render("run.html.j2", env_table=env_table, config_text=rf.config_text)

@@ -199,6 +199,16 @@ class StatsSpec(_Model):
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
+class ReportSpec(_Model):
+    """``budget_kwh`` / ``budget_hours``: the user's budget per strategy (whole standalone cost, mean over
+    seeds); the report recommends the best strategy by external AUC within it (``medapt report --budget``
+    overrides)."""
+
+    budget_kwh: float | None = Field(None, gt=0)
+    budget_hours: float | None = Field(None, gt=0)
+    interactive: bool = False  # embed the offline Vega-Lite Pareto chart (extra: medapt[interactive])
+
+
 class Experiment(_Model):
     """A suite: strategies × seeds × heads × tasks on one backbone (DESIGN §2)."""
 
@@ -253,6 +263,7 @@ class Experiment(_Model):
         return self
     search: SearchSpec | None = None  # a cut-point search (medapt.suite.search; docs/search.md)
     similarity: SimilaritySpec | None = None  # per-unit similarity ImageNet vs DAPT (report section)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
