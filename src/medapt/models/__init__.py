@@ -5,10 +5,11 @@ from .anatomy import Anatomy, Unit, dissect
 from .backbones import WeightsInfo, create_backbone, embedded_lite0_state_dict, list_backbones, load_state_dict_file
 from .build import HEADS, INITS, Init, Surgery, build, cut_point, new_head
 from .model import FlattenHead, GapHead, UnitModel, feature_shape
+from .portable import load, save_portable
 
 __all__ = ["Anatomy", "Unit", "dissect", "WeightsInfo", "create_backbone", "embedded_lite0_state_dict",
            "list_backbones", "load_state_dict_file", "HEADS", "INITS", "Init", "Surgery", "build", "cut_point",
-           "new_head", "FlattenHead", "GapHead", "UnitModel", "feature_shape", "normalisation"]
+           "new_head", "FlattenHead", "GapHead", "UnitModel", "feature_shape", "normalisation", "load", "save_portable"]
 
 
 def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
