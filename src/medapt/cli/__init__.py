@@ -14,7 +14,7 @@ import sys
 from ..errors import MedaptError
 
 # one module per command group; each adds its sub-commands
-_GROUPS = ("core", "data", "cost", "report", "suite")
+_GROUPS = ("core", "data", "cost", "report", "suite", "deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,6 +54,15 @@ def register(sub) -> None:
     q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     q.add_argument("--out", type=Path, required=True, help="output PNG")
     q.set_defaults(func=_preview)
+    q = psub.add_parser("images", help="write phantom images as PNG files, a folder per class (for `medapt predict`)")
+    q.add_argument("out_dir", type=Path, metavar="DIR", help="output folder (DIR/<class>/<class>_<i>.png)")
+    q.add_argument("--task", required=True, choices=registry_choices("medapt.data.spec", "PHANTOM_CLASSES", "phantom task"),
+                   metavar="TASK", help="the phantom task: %(choices)s")
+    q.add_argument("--n", type=int, default=4, help="images per class (default 4)")
+    q.add_argument("--shift", action="store_true", help="the external-cohort variant")
+    q.add_argument("--seed", type=int, default=1000, help="default 1000: other patients than a run's seed-0 phantoms")
+    q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    q.set_defaults(func=_phantom_images)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -134,4 +143,12 @@ def _preview(args) -> int:
 
     out = phantom_preview(args.task, args.out, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
     print(f"wrote {out}")
+    return 0
+
+
+def _phantom_images(args) -> int:
+    from ..data.phantom_files import write_phantom_images
+
+    files = write_phantom_images(args.task, args.out_dir, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
+    print(f"wrote {len(files)} PNG files under {args.out_dir}")
     return 0
