@@ -95,7 +95,7 @@ def _predict(args: argparse.Namespace) -> int:
         emit_json(df.to_dict(orient="records"))
     else:
         emit_table([[r["file"] + (f" [{r['frame']}]" if r["frame"] != "" else ""), r["status"], r["prediction"],
-                     f"{r['score']:.3f}" if r["status"] == "ok" else "", r["reason"]] for r in df.fillna("").to_dict("records")],
+                     f"{r['score']:.3f}" if r["status"] == "ok" else "", r["reason"]] for r in df.astype(object).fillna("").to_dict("records")],
                    ["file", "status", "prediction", "score", "note"])
         skipped = int((df["status"] == "skipped").sum())
         print(f"\n{len(df) - skipped} scored, {skipped} skipped" + (f"; wrote {target}" if target else ""))

@@ -268,7 +268,10 @@ def export_model(run_dir: str | Path, strategy: str, *, fmt: str = "timm", out_f
     meta |= {"backbone": model.backbone, "family": model.family, "keep": loc.keep, "cut_point": model.n_units,
              "input_size": [3, size, size], "input": "image", "output": "logits"}
     if fmt == "torchscript":
-        with torch.no_grad():
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still loadable
             traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
         with atomic_path(path) as tmp:
             traced.save(str(tmp))

@@ -84,7 +84,11 @@ class _Runner:
 
             from ..models import load
 
-            self.model = torch.jit.load(str(path), map_location="cpu") if suffix == ".pt" else load(path)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+                self.model = torch.jit.load(str(path), map_location="cpu") if suffix == ".pt" else load(path)
             self.model.eval()
             self.kind = "torch"
         else:
