@@ -68,10 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medapt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medapt … | head`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141
     finally:
         medapt_log.setLevel(old_level)
         for h in ours:
             root.removeHandler(h)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises no second BrokenPipeError."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
