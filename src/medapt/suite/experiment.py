@@ -257,6 +257,10 @@ def experiment_from_dict(data: dict[str, Any], source: str = "config") -> Experi
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
-    """Read, override (``key.sub=value``) and validate an experiment YAML."""
-    data = apply_overrides(read_yaml(path), overrides or [])
+    """Read, override (``key.sub=value``) and validate an experiment YAML; relative dataset paths are
+    resolved against the YAML's folder (:mod:`medapt.suite.paths`)."""
+    from .paths import resolve_relative_paths
+
+    # relative dataset paths in the YAML are relative to its folder; those of -o overrides to the working folder
+    data = apply_overrides(resolve_relative_paths(read_yaml(path), path), overrides or [])
     return experiment_from_dict(data, str(path))

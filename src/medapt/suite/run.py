@@ -23,6 +23,7 @@ from .experiment import Experiment, load_experiment
 from .graph import Plan, count_kinds
 from .planners import extend_plan, plan_experiment
 from .store import StepStore
+from .results import RunTables
 from .tables import collect_tables
 
 __all__ = ["RunResult", "run_experiment", "environment", "RunLock", "resolve_runtime"]
@@ -31,7 +32,10 @@ log = logging.getLogger("medapt.suite")
 
 
 @dataclass
-class RunResult:
+class RunResult(RunTables):
+    """What a run returns: its folder, plan, steps run/reused, report; and (from :class:`RunTables`) its
+    tables as DataFrames — ``metrics``, ``costs``, ``summary``, ``recommendation`` … — and ``paths``."""
+
     run_dir: Path
     plan: Plan
     executed: list[str] = field(default_factory=list)
