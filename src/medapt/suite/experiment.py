@@ -20,6 +20,7 @@ from ..config import apply_overrides, format_validation_error, read_yaml
 from ..data import DataSection
 from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
+from .tracking import TrackingSpec
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
            "load_experiment", "experiment_from_dict"]
@@ -148,6 +149,7 @@ class Experiment(_Model):
     data: DataSection
     downstream: DownstreamSpec = Field(default_factory=DownstreamSpec)
     cost: CostSpec = Field(default_factory=CostSpec)
+    tracking: TrackingSpec | None = None  # mlflow | tensorboard: log the run there (medapt.suite.tracking)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
@@ -206,7 +208,8 @@ class Experiment(_Model):
         return s
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        # tracking only says where results are also logged: it does not make another run
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json", exclude={"tracking"}), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -219,6 +219,10 @@ def run_experiment(
                     log.info("planning round %d: %d steps from earlier results (%s)", round_, len(steps),
                              ", ".join(f"{k} {v}" for k, v in count_kinds(steps).items()))
             collect_tables(plan, store, run_dir, costs_only=only is not None)
+            if only is None and exp.tracking is not None:
+                from .tracking import log_run
+
+                log_run(exp, run_dir)  # MLflow / TensorBoard (optional extra)
             if only is None and report:
                 from ..report import build_report
 
