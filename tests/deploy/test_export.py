@@ -92,3 +92,44 @@ def test_predict_scores_folders_and_reports_bad_files(tiny_run, tmp_path, capsys
     df = pd.read_csv(out)
     assert list(df.columns[:6]) == ["file", "frame", "status", "prediction", "score", "reason"]
     assert (df["status"] == "skipped").sum() == 1 and len(df) == len(files) + 1
+
+
+def _write_dicom(path, pixels, window=None):
+    """A minimal CT-like DICOM file (pydicom FileDataset), 16-bit, optionally with a window."""
+    from pydicom import dcmwrite
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "P", "CT"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
+    dcmwrite(str(path), ds, enforce_file_format=True)
+    return path
+
+
+def test_predict_dicom_rgb_and_timm_file_agree_with_onnx(tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("pydicom")
+    from PIL import Image
+
+    st = export_model(tiny_run, "DA", fmt="timm", out_dir=tmp_path).path
+    ox = export_model(tiny_run, "DA", fmt="onnx", out_dir=tmp_path).path
+    rng = np.random.default_rng(0)
+    _write_dicom(tmp_path / "in" / "scan.dcm", rng.integers(0, 2000, (40, 52)), window=(1000, 2000))
+    _write_dicom(tmp_path / "in" / "noext", rng.integers(0, 4000, (32, 32)))  # DICOM without a suffix, no window
+    Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), "RGB").save(tmp_path / "in" / "colour.jpg")
+    (tmp_path / "in" / "cut.dcm").write_bytes((tmp_path / "in" / "scan.dcm").read_bytes()[:400])  # truncated
+    files = [tmp_path / "in" / n for n in ("scan.dcm", "noext", "colour.jpg", "cut.dcm")]
+    a, b = predict(st, files), predict(ox, files)
+    assert [r["status"] for r in a] == ["ok", "ok", "ok", "skipped"] and "DICOM" in a[3]["reason"]
+    for ra, rb in zip(a[:3], b[:3]):  # the same preprocessing feeds both runtimes
+        assert ra["prediction"] == rb["prediction"] and abs(ra["score"] - rb["score"]) < 1e-4
+    assert "grayscale replicated" in a[0]["reason"] and "grayscale" not in a[2]["reason"]
