@@ -123,6 +123,7 @@ def test_predict_dicom_rgb_and_timm_file_agree_with_onnx(tiny_run, tmp_path):
     st = export_model(tiny_run, "DA", fmt="timm", out_dir=tmp_path).path
     ox = export_model(tiny_run, "DA", fmt="onnx", out_dir=tmp_path).path
     rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
     _write_dicom(tmp_path / "in" / "scan.dcm", rng.integers(0, 2000, (40, 52)), window=(1000, 2000))
     _write_dicom(tmp_path / "in" / "noext", rng.integers(0, 4000, (32, 32)))  # DICOM without a suffix, no window
     Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), "RGB").save(tmp_path / "in" / "colour.jpg")

@@ -12,7 +12,7 @@ examples:
   medapt export demo-run --strategy DA --format timm --out-file export/DA.safetensors
   medapt export demo-run --strategy DA_L1SB --head model2 --task tumor_type --format onnx --out export/
   medapt export demo-run --strategy FTL --seed 1 --format torchscript --out-file ftl.pt
-Beside the file, a JSON (same name, .json) holds the architecture, cut point, input size,
+Beside the file, a JSON (its name + .json) holds the architecture, cut point, input size,
 normalisation, class names and the line that loads it (timm.create_model / medapt.models.load /
 onnxruntime). Strategies that only pre-train export with a downstream head (--head, default the
 run's first) on --task (default the first); strategies that fine-tune export their own head.

@@ -16,7 +16,7 @@ normalisation, class names). Which file holds what:
   A whole backbone with another head loads into timm as a feature extractor (``num_classes=0``).
 * ``<F stem>.head.safetensors``: any head timm cannot express (a head on a truncated backbone, a
   flatten head, an MLP head on standardised features), under ``head.*`` names.
-* ``<F stem>.json``: the metadata; :func:`load` reads all three and rebuilds the model for any cut.
+* ``F.json`` (``model.safetensors.json``): the metadata; :func:`load` reads all three and rebuilds the model for any cut.
 
 Identity, not naming conventions, maps the keys: the units share their modules with the library
 model they were dissected from, so each unit tensor *is* one tensor of that model.
@@ -79,7 +79,10 @@ def mlp_from_state_dict(sd: dict[str, torch.Tensor], prefix: str = "mlp.") -> nn
 
 
 def metadata_path(path: str | Path) -> Path:
-    return Path(path).with_suffix(".json")
+    """``model.onnx`` → ``model.onnx.json``: one JSON per exported file, so exports of one model in
+    several formats side by side keep theirs."""
+    p = Path(path)
+    return p.with_name(f"{p.name}.json")
 
 
 def head_path(path: str | Path) -> Path:
