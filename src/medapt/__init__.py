@@ -3,7 +3,9 @@
 The public API (imported lazily, so ``import medapt`` and the CLI's ``--help`` stay fast)::
 
     medapt.load_experiment(path, overrides=None) -> Experiment
-    medapt.run(config_or_experiment, out=None, ...) -> RunResult     # = medapt.suite.run_experiment
+    medapt.run(config_or_experiment, out=None, ...) -> RunResult     # tables as DataFrames: .metrics, .costs, .summary
+    medapt.open_run(run_dir) -> OpenedRun                             # the same tables of an earlier run
+    medapt.set_verbosity("INFO")                                      # medapt's log lines on stderr (notebooks)
     medapt.build_report(run_dir) -> Path
     medapt.models.build(backbone, weights, n_outputs=1)                # UnitModel
     medapt.strategies.get(name), medapt.strategies.params_report(...)
@@ -21,7 +23,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_experiment": ("medapt.suite", "load_experiment"),
-    "run": ("medapt.suite", "run_experiment"),
+    "run": ("medapt.api", "run"),
+    "open_run": ("medapt.api", "open_run"),
+    "set_verbosity": ("medapt.api", "set_verbosity"),
     "run_experiment": ("medapt.suite", "run_experiment"),
     "build_report": ("medapt.report", "build_report"),
 }

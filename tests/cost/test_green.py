@@ -92,12 +92,13 @@ def test_tpu_v2_power_differs_between_tables():
 
 
 @pytest.mark.parametrize("text, hours", [("1:30", 1.5), ("0:06", 0.1), ("154:37.967", 154 + 37.967 / 60),
-                                         ("128:7.572", 128 + 7.572 / 60), (" 2:00 ", 2.0)])
+                                         ("128:7.572", 128 + 7.572 / 60), (" 2:00 ", 2.0),
+                                         ("2.5", 2.5), ("1.5", 1.5), ("3", 3.0), (" 0.25 ", 0.25)])
 def test_parse_runtime(text, hours):
     assert parse_runtime(text) == pytest.approx(hours)
 
 
-@pytest.mark.parametrize("text", ["", "1h", "1.5", "1:60", "1:75.2", "-1:00", "a:b", "1:2:3", "1:"])
+@pytest.mark.parametrize("text", ["", "1h", "1.5h", "-2.5", "1:60", "1:75.2", "-1:00", "a:b", "1:2:3", "1:"])
 def test_parse_runtime_errors_show_expected_format(text):
     with pytest.raises(CostError, match=r"H:MM\[\.frac\]"):
         parse_runtime(text)

@@ -14,7 +14,7 @@ import sys
 from ..errors import MedaptError
 
 # one module per command group; each adds its sub-commands
-_GROUPS = ("core", "data", "cost", "report", "suite", "verify", "search")
+_GROUPS = ("core", "data", "cost", "report", "suite", "verify", "search", "deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,11 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medapt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medapt … | head`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141
     finally:
         _restore_sigterm(old_term)
         medapt_log.setLevel(old_level)
         for h in ours:
             root.removeHandler(h)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises no second BrokenPipeError."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

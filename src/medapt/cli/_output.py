@@ -13,9 +13,18 @@ def add_experiment_args(p: argparse.ArgumentParser, what: str = "experiment YAML
     """CONFIG, --out, -o/--override and --force: the arguments of every command that runs an experiment."""
     p.add_argument("config", help=what)
     p.add_argument("--out", help="run directory (default: runs/<experiment name>)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. -o engine.device=cuda -o seeds=[0,1,2] (repeatable)")
+    add_set_option(p)
     p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
+
+
+def add_set_option(p: argparse.ArgumentParser, help: str | None = None, dest: str = "override",
+                   old: tuple[str, ...] = ("--override",)) -> None:
+    """``-o/--set KEY=VALUE`` (repeatable): the one spelling of a key=value option in every command;
+    earlier spellings (``--override``, ``--opt``) stay accepted, hidden from the help."""
+    p.add_argument("-o", "--set", dest=dest, action="append", default=[], metavar="KEY=VALUE",
+                   help=help or "dotted override, e.g. -o engine.device=cuda -o seeds=[0,1,2] (repeatable)")
+    for spelling in old:
+        p.add_argument(spelling, dest=dest, action="append", help=argparse.SUPPRESS)
 
 
 class LazyChoices:

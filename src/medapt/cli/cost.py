@@ -26,7 +26,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--hardware", metavar="NAME", help="hardware profile, e.g. tpu-v2, tesla-v100, any-cpu (--list)")
-    p.add_argument("--runtime", metavar="H:MM[.frac]", help="wall time as hours:minutes, e.g. 154:37.967")
+    p.add_argument("--runtime", metavar="H:MM|HOURS", help="wall time as hours:minutes (154:37.967, 2:30) or decimal hours (2.5)")
     p.add_argument("--table", default=None, metavar="VERSION",
                    help="constant table: v1.1 (default; the constants of Mehmood et al.'s Table B1) or latest")
     p.add_argument("--count", type=int, default=1, help="CPU cores, or GPUs/TPUs (default: 1)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._output import add_format_option, emit_json, emit_table, registry_choices
+from ._output import add_format_option, add_set_option, emit_json, emit_table, registry_choices
 
 
 def register(sub) -> None:
@@ -30,16 +30,15 @@ def register(sub) -> None:
         help="summarise a data source without writing anything",
         description="Read a source as `prepare` would and print the number of images, counts per "
         "class, patients, image sizes and every skipped or problematic file with its reason.",
-        epilog="examples:\n  medapt inspect-data folder data/kaggle_bttc --opt ignore=[no_tumor]\n"
+        epilog="examples:\n  medapt inspect-data folder data/kaggle_bttc -o ignore=[no_tumor]\n"
         "  medapt inspect-data brats MICCAI_BraTS2020_TrainingData --format json\n"
-        "  medapt inspect-data phantom --opt task=grade --opt n_per_class=20",
+        "  medapt inspect-data phantom -o task=grade -o n_per_class=20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source_format", choices=registry_choices("medapt.data", "READERS", "data format"), metavar="FORMAT",
                    help="the reader (data format): %(choices)s")
     p.add_argument("path", nargs="?", default=None, help="file or folder (not used by phantom)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option (YAML value), repeatable, e.g. --opt modality=t1ce")
+    add_set_option(p, "reader option (YAML value), repeatable, e.g. -o modality=t1ce", dest="opt", old=("--opt",))
     add_format_option(p)
     p.set_defaults(func=_inspect)
 
@@ -52,7 +51,8 @@ def register(sub) -> None:
     q.add_argument("--shift", action="store_true", help="the external-cohort variant")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
-    q.add_argument("--out", type=Path, required=True, help="output PNG")
+    q.add_argument("--out-file", dest="out", type=Path, default=None, metavar="FILE", help="output PNG (required)")
+    q.add_argument("--out", dest="out", type=Path, help=argparse.SUPPRESS)  # the old spelling
     q.set_defaults(func=_preview)
     q = psub.add_parser("csv", help="write a small multi-label dataset: PNG images + a CheXpert-style label CSV",
                         description="Phantom slices as PNG files and labels.csv (Path, Patient, Abnormal, Neoplastic, "
@@ -64,6 +64,15 @@ def register(sub) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--uncertain", type=float, default=0.1, help="fraction of labels written as -1 (default 0.1)")
     q.set_defaults(func=_phantom_csv)
+    q = psub.add_parser("images", help="write phantom images as PNG files, a folder per class (for `medapt predict`)")
+    q.add_argument("out_dir", type=Path, metavar="DIR", help="output folder (DIR/<class>/<class>_<i>.png)")
+    q.add_argument("--task", required=True, choices=registry_choices("medapt.data.spec", "PHANTOM_CLASSES", "phantom task"),
+                   metavar="TASK", help="the phantom task: %(choices)s")
+    q.add_argument("--n", type=int, default=4, help="images per class (default 4)")
+    q.add_argument("--shift", action="store_true", help="the external-cohort variant")
+    q.add_argument("--seed", type=int, default=1000, help="default 1000: other patients than a run's seed-0 phantoms")
+    q.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    q.set_defaults(func=_phantom_images)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -100,7 +109,7 @@ def _parse_opts(opts: list[str]) -> dict:
     out = {}
     for o in opts:
         if "=" not in o:
-            raise ConfigError(f"--opt {o!r}: expected KEY=VALUE, e.g. --opt modality=t1ce")
+            raise ConfigError(f"-o {o!r}: expected KEY=VALUE, e.g. -o modality=t1ce")
         k, v = o.split("=", 1)
         try:
             out[k.strip()] = yaml.safe_load(v) if v.strip() else v
@@ -141,6 +150,10 @@ def _inspect(args) -> int:
 
 def _preview(args) -> int:
     from ..data.preview import phantom_preview
+    from ..errors import ConfigError
+
+    if args.out is None:
+        raise ConfigError("phantom preview needs --out-file FILE.png")
 
     out = phantom_preview(args.task, args.out, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
     print(f"wrote {out}")
@@ -152,4 +165,9 @@ def _phantom_csv(args) -> int:
 
     csv = write_phantom_csv(args.out, n_per_class=args.n, size=args.size, seed=args.seed, uncertain=args.uncertain)
     print(f"wrote {csv} and {args.out / 'images'}")
+def _phantom_images(args) -> int:
+    from ..data.phantom_files import write_phantom_images
+
+    files = write_phantom_images(args.task, args.out_dir, n=args.n, shift=args.shift, seed=args.seed, size=args.size)
+    print(f"wrote {len(files)} PNG files under {args.out_dir}")
     return 0

@@ -17,8 +17,10 @@ def register(sub) -> None:
         "re-running anything. Sections whose file is missing say so.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the folder written by `medapt run --out`")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="HTML file to write (default: RUN_DIR/report.html); figures/ goes beside it")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="folder for report.html and figures/ (default: RUN_DIR)")
+    p.add_argument("--out-file", type=Path, default=None, metavar="FILE",
+                   help="HTML file to write instead (figures/ goes beside it)")
     p.add_argument("--threshold", type=float, default=None,
                    help="AUC threshold for 'epochs to threshold' (default: the config's, else 0.9)")
     p.add_argument("--no-verify", action="store_true",
@@ -41,10 +43,17 @@ def _report(args: argparse.Namespace) -> int:
         from ..integrity import refuse_damaged
 
         refuse_damaged(args.run_dir)
+    from ..errors import ConfigError
     from ..report.recommend import parse_budget
 
+    if args.out is not None and args.out_file is not None:
+        raise ConfigError("give --out DIR or --out-file FILE, not both")
+    target = args.out_file
+    if args.out is not None:
+        # a name ending in .html is the old meaning of --out (a file); keep it working
+        target = args.out if args.out.suffix.lower() in (".html", ".htm") else args.out / "report.html"
     budget = parse_budget(args.budget)  # a malformed budget fails here, before any work
-    path = build_report(args.run_dir, args.out, threshold=args.threshold, budget=budget, interactive=args.interactive)
+    path = build_report(args.run_dir, target, threshold=args.threshold, budget=budget, interactive=args.interactive)
     figures = sorted(str(f) for f in (path.parent / "figures").glob("*.png"))
     rec = path.parent / "recommendation.csv"
     if args.format == "json":

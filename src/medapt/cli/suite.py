@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._output import add_experiment_args, add_format_option, emit_json, emit_table, registry_choices
+from ._output import add_experiment_args, add_format_option, add_set_option, emit_json, emit_table, registry_choices
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml"
 
@@ -15,7 +15,8 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml
 def register(sub) -> None:
     p = sub.add_parser("run", help="run an experiment: pre-train, evaluate downstream, report",
                        description="Plan every step of the experiment in CONFIG (strategies x seeds x heads x tasks), "
-                       "run each step once (shared steps once, completed steps reused, interrupted training resumed), "
+                       "run each step once (shared steps once, completed steps reused, interrupted training resumed: re-running "
+                       "the same command on the same --out continues a run), "
                        "collect metrics.csv / costs.csv and write report.html in the run directory.")
     add_experiment_args(p, "experiment YAML (examples/quickstart.yaml, examples/mehmood2023.yaml)")
     p.add_argument("--executor", default="local", choices=registry_choices("medapt.suite.executors", "EXECUTORS", "executor"),
@@ -23,8 +24,6 @@ def register(sub) -> None:
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="run each training step on N processes with torchrun + DDP (GPUs, or CPU cores with gloo); "
                    "only rank 0 writes. Same as -o engine.nproc_per_node=N")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a previous run in --out (the default behaviour: completed steps are always reused)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (steps, sharing, what is done) with projected FLOPs and time; run nothing")
     p.add_argument("--no-report", action="store_true", help="skip report.html (`medapt report DIR` builds it later)")
@@ -36,7 +35,7 @@ def register(sub) -> None:
                        "EfficientNet-Lite0, the ten Mehmood strategies, both heads, the tumour-type task with its "
                        "external shift and the disease task. Prints where the report is.")
     p.add_argument("--out", default="demo-run", help="run directory (default: demo-run)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE", help="dotted override")
+    add_set_option(p)
     p.add_argument("--force", action="store_true", help="reuse a run directory made by a different config")
     p.set_defaults(func=_demo, log_info=True)
 

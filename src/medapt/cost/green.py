@@ -47,7 +47,8 @@ __all__ = [
 #: the table that reproduces Mehmood et al.'s Table B1; ``cost.energy_table`` in an experiment
 DEFAULT_TABLE = "v1.1"
 _TABLE_PREFIX = "green_algorithms_"
-RUNTIME_FORMAT = "H:MM[.frac] (hours:minutes, fractional minutes allowed, e.g. 154:37.967)"
+RUNTIME_FORMAT = ("H:MM[.frac] (hours:minutes, fractional minutes allowed, e.g. 154:37.967) or decimal hours "
+                  "(e.g. 2.5 = 2:30)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class HardwareProfile:
 
     name: str  # lookup key, e.g. "tpu-v2", "xeon-gold-6148", "any-cpu"
     model: str  # the name as the Green Algorithms table spells it
-    kind: str  # "cpu", "gpu" or "tpu"
+    kind: str  # "cpu", "gpu", "tpu" or "soc" (a system on chip, e.g. Apple M-series: power per device)
     tdp_per_core_w: float  # for CPUs per core, for GPUs/TPUs per device
     tdp_w: float | None = None
     cores: int | None = None
@@ -182,10 +183,11 @@ def _match_profile(name: str | None, kind: str, table: str, slug, unit: str) -> 
 
 
 _RUNTIME_RE = re.compile(r"^\s*(\d+):(\d{1,2}(?:\.\d*)?)\s*$")
+_HOURS_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
 
 
 def parse_runtime(s: str) -> float:
-    """Parse a Green Algorithms runtime ``"H:MM[.frac]"`` (hours:minutes) into hours.
+    """Parse a Green Algorithms runtime ``"H:MM[.frac]"`` (hours:minutes), or decimal hours ``"2.5"``, into hours.
 
     Minutes may carry a fraction, as in Mehmood et al.'s Appendix B: ``"154:37.967"`` is
     154 h 37.967 min = 154.63278 h. Raises :class:`~medapt.errors.CostError` showing the
@@ -195,6 +197,8 @@ def parse_runtime(s: str) -> float:
     1.5
     """
     m = _RUNTIME_RE.match(str(s))
+    if not m and _HOURS_RE.match(str(s)):  # decimal hours: "2.5" = 2:30
+        return float(s)
     if not m:
         raise CostError(f"Cannot parse runtime {s!r}: expected {RUNTIME_FORMAT}.")
     hours, minutes = int(m.group(1)), float(m.group(2))

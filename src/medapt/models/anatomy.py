@@ -263,10 +263,28 @@ def dissect(model: nn.Module) -> Anatomy:
     >>> a.n_units, a.stage_ends
     (17, [1, 4, 8, 14, 17])
     """
+    _reject_non_cnn(model)
     for _, match, fn in FAMILIES:
         if match(model):
             return fn(model)
     return _generic(model)
+
+
+#: what :func:`dissect` supports, for error messages
+SUPPORTED = ("resnet (timm and torchvision ResNets, ResNeXt), efficientnet (EfficientNet B0-B7, tf_efficientnet_lite0-4, "
+             "MobileNet-style timm EfficientNets), densenet (DenseNet121/169/201), cbr (cbr_tiny, cbr_small, "
+             "cbr_large_t, cbr_large_w), and other timm CNNs that expose feature_info (dissected generically)")
+
+
+def _reject_non_cnn(model: nn.Module) -> None:
+    """A vision transformer / MLP-mixer has no stem + convolutional stages to cut: say so, with what works."""
+    name = type(model).__name__
+    tokens = hasattr(model, "patch_embed") or any(
+        type(m).__name__ in ("Attention", "MultiheadAttention", "WindowAttention") for m in model.modules())
+    if tokens:
+        raise ConfigError(f"backbone {name} is a transformer (patch embedding + attention blocks), not a CNN: medapt's "
+                          f"strategies cut a CNN into a stem and blocks of stages, which it has no anatomy for. "
+                          f"Supported families: {SUPPORTED}. `medapt strategies --backbone NAME` shows how one maps.")
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from ..data import DataSection
 from ..errors import ConfigError, UnknownNameError
 from ..strategies import STRATEGIES, Strategy, from_dict
 from .search_spec import SearchSpec, SimilaritySpec
+from .tracking import TrackingSpec
 
 __all__ = ["Experiment", "BackboneSpec", "ScheduleSpec", "EngineSpec", "DownstreamSpec", "CostSpec",
            "SourceSpec", "StatsSpec", "load_experiment", "experiment_from_dict"]
@@ -264,6 +265,7 @@ class Experiment(_Model):
     search: SearchSpec | None = None  # a cut-point search (medapt.suite.search; docs/search.md)
     similarity: SimilaritySpec | None = None  # per-unit similarity ImageNet vs DAPT (report section)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    tracking: TrackingSpec | None = None  # mlflow | tensorboard: log the run there (medapt.suite.tracking)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Experiment:
@@ -322,7 +324,8 @@ class Experiment(_Model):
         return s
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        # tracking only says where results are also logged: it does not make another run
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json", exclude={"tracking"}), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -373,6 +376,10 @@ def experiment_from_dict(data: dict[str, Any], source: str = "config") -> Experi
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
-    """Read, override (``key.sub=value``) and validate an experiment YAML."""
-    data = apply_overrides(read_yaml(path), overrides or [])
+    """Read, override (``key.sub=value``) and validate an experiment YAML; relative dataset paths are
+    resolved against the YAML's folder (:mod:`medapt.suite.paths`)."""
+    from .paths import resolve_relative_paths
+
+    # relative dataset paths in the YAML are relative to its folder; those of -o overrides to the working folder
+    data = apply_overrides(resolve_relative_paths(read_yaml(path), path), overrides or [])
     return experiment_from_dict(data, str(path))

@@ -23,6 +23,7 @@ from .experiment import Experiment, load_experiment
 from .graph import Plan, count_kinds
 from .planners import extend_plan, plan_experiment
 from .store import StepStore
+from .results import RunTables
 from .tables import collect_tables
 
 __all__ = ["RunResult", "run_experiment", "environment", "RunLock", "resolve_runtime"]
@@ -31,7 +32,10 @@ log = logging.getLogger("medapt.suite")
 
 
 @dataclass
-class RunResult:
+class RunResult(RunTables):
+    """What a run returns: its folder, plan, steps run/reused, report; and (from :class:`RunTables`) its
+    tables as DataFrames — ``metrics``, ``costs``, ``summary``, ``recommendation`` … — and ``paths``."""
+
     run_dir: Path
     plan: Plan
     executed: list[str] = field(default_factory=list)
@@ -232,6 +236,10 @@ def run_experiment(
 
                 write_convergence(run_dir, exp.convergence.thresholds, exp.convergence.baseline)
             write_projection_table(run_dir, plan, store)  # projected (dry run) vs actual seconds, if projected
+            if only is None and exp.tracking is not None:
+                from .tracking import log_run
+
+                log_run(exp, run_dir)  # MLflow / TensorBoard (optional extra)
             if only is None and report:
                 from ..report import build_report
 

@@ -86,6 +86,7 @@ class Head(StepKind):
             frames.append(prediction_frame(split, idx, labels, probs))
         if frames:
             pd.concat(frames).to_csv(workdir / "predictions.csv", index=False)
+        save_head_weights(workdir, res)  # for `medapt export --head NAME` (backbone + this head as one model)
         cost = save_cost(workdir, meter)
         last = res.metrics[res.metrics["epoch"] == res.metrics["epoch"].max()]
         final = {f"{r.split}_{r.metric}": float(r.value) for r in last.itertuples()}
@@ -106,3 +107,16 @@ class Head(StepKind):
         from .evaluate import tagged_tables
 
         return super().tables(step, store) | tagged_tables(step, store)
+
+
+def save_head_weights(workdir: Path, res) -> None:
+    """``head.safetensors``: the trained MLP (``mlp.<i>.*``) and the feature standardisation it expects."""
+    from safetensors.torch import save_file
+
+    from ...atomic import atomic_path
+
+    sd = {f"mlp.{k}": v.contiguous() for k, v in res.state_dict.items()}
+    sd["feature_mean"] = torch.as_tensor(res.feature_mean, dtype=torch.float32)
+    sd["feature_std"] = torch.as_tensor(res.feature_std, dtype=torch.float32)
+    with atomic_path(workdir / "head.safetensors") as tmp:
+        save_file(sd, str(tmp))
