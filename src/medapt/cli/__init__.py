@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except MedaptError as exc:
         print(f"medapt: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `medapt … | head`: the reader left; stop quietly, as cat does
+        _silence_stdout()
+        return 141
     except OSError as exc:  # the file system said no: the path and the fix, no traceback
         from ..errors import filesystem_error
 
@@ -103,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medapt: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `medapt … | head`: the reader left; stop quietly, as cat does
-        _silence_stdout()
-        return 141
     finally:
         _restore_sigterm(old_term)
         medapt_log.setLevel(old_level)
