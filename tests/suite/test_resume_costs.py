@@ -10,7 +10,8 @@ from medapt.suite.kinds import pretrain
 
 
 def test_resumed_phase_costs_cover_every_epoch(write_config, tmp_path, monkeypatch):
-    cfg = write_config(strategies=["DA"], **{"schedule.epochs": {"phase1": 4, "phase2": 1, "phase3": 1}})
+    cfg = write_config(strategies=["DA"], **{"schedule.epochs": {"phase1": 4, "phase2": 1, "phase3": 1},
+                                           "engine.checkpoint_every": 1})  # a checkpoint every epoch
     out = tmp_path / "run"
     real = pretrain.train_phase
     calls = {"n": 0}

@@ -98,7 +98,9 @@ def missing_paths(exp, plan, store) -> list[str]:
     """One line per dataset path that a ``prepare`` step still to run needs and that does not exist."""
     lines = []
     for s in plan.steps:
-        if s.kind != "prepare" or store.done(s):
+        # a completed prepare step needs no data; its content is verified later, inside the run's lock
+        # and log (a check here would move a damaged step aside before either exists)
+        if s.kind != "prepare" or (store.path(s) / "step.json").is_file():
             continue
         spec = spec_of(exp, s)
         for attr, p in spec_paths(spec):
