@@ -70,7 +70,8 @@ def test_pretrained_units_keep_their_zero_gammas(tmp_path):
     assert torch.equal(pre.units[1].bn2.weight, src.layer1[0].bn2.weight)  # loaded as they are, zeros too
     pre_sd = pre.state_dict()
     k = 2  # Transfusion@2 on ResNet18: the stem and layer1.0 pretrained, layer1.1.. random
-    tf = build("resnet18", Surgery(init=f"transfusion@{k}"), weights=str(path), generator=torch.Generator().manual_seed(0))
+    tf = build("resnet18", Surgery(init=f"transfusion@{k}"), weights=str(path),
+               generator=torch.Generator().manual_seed(0))
     tf_sd = tf.state_dict()
     kept = [n for n in tf_sd if n.startswith("units.") and int(n.split(".")[1]) < k]
     assert kept and all(torch.equal(tf_sd[n], pre_sd[n]) for n in kept)  # bit for bit

@@ -113,8 +113,8 @@ def unzero_bn_gammas_(model: nn.Module) -> list[str]:
     timm's random ResNets (and RegNets, …) zero the last BN γ of each residual branch
     (``zero_init_last``), a trick for BN that trains. Under medapt's default ``bn_policy: frozen`` γ
     never moves, so such a branch would output 0 for good and no gradient would reach its convs.
-    torchvision's ResNets (``zero_init_residual=False``, their default) start every γ at 1, as this does. Only
-    randomly initialised weights get it (``create_backbone(name, "none")``, which ``init: random``,
+    torchvision's ResNets (``zero_init_residual=False``, their default) start every γ at 1, as this
+    does. Only randomly initialised weights get it (``create_backbone(name, "none")``, which ``init: random``,
     the random units of ``transfusion@k`` and ``gabor_conv1`` use); loaded weights are never touched.
     It draws nothing, so the random stream — and every other tensor — is the library's own.
     """
