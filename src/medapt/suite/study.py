@@ -98,15 +98,21 @@ def bit_hyperrule(n_train: int, image_size: tuple[int, int] | int) -> BitSchedul
 
 def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = None):
     """``phase`` with BiT-HyperRule's optimizer (SGD, momentum 0.9), learning rate (0.003 scaled
-    linearly to the batch size, as BiT does) and length (its step count in epochs of ``n_train``).
+    linearly to the batch size, as BiT does), length (its step count in epochs of ``n_train``),
+    per-step schedule (linear warm-up to the end of the first boundary, ×0.1 after each decay
+    point: :class:`~medapt.strategies.catalogue.StepSchedule`) and MixUp α (0.1 from 20k images).
 
-    Not applied (the engine has no such options): the linear warm-up and the ×0.1 decay points
-    (the phase keeps a constant learning rate, or its plateau schedule is dropped), MixUp and the
-    resize/crop resolution (medapt trains at ``data.image_size``)."""
+    The phase runs whole epochs, so it may go a few steps past the rule's end at the last learning
+    rate. Not applied: the resize/crop resolution (medapt trains and evaluates at
+    ``data.image_size``); a plateau schedule of the phase is dropped (the step schedule sets the lr)."""
+    from ..strategies.catalogue import StepSchedule
+
     rule = bit_hyperrule(n_train, image_size)
     bs = int(min(batch_size or rule.batch_size, max(1, n_train)))  # a batch is at most the training set
+    schedule = StepSchedule(warmup_steps=rule.boundaries[0], decay_steps=rule.boundaries[1:-1], factor=0.1)
     return dataclasses.replace(phase, optimizer="sgd", lr=rule.lr * bs / rule.batch_size, batch_size=bs,
-                               epochs=rule.epochs(n_train, bs), plateau=None)
+                               epochs=rule.epochs(n_train, bs), plateau=None, lr_schedule=schedule,
+                               mixup=rule.mixup)
 
 
 # --- cells -----------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ..strategies.catalogue import Phase
 from ..strategies.surgery import BN_POLICIES, apply_phase, param_groups
 from .augment import augmenter
 from .cache import CachePlan, build_prefix_cache, build_record, plan_cache, record_build
+from .mixup import MixUp
 from .runtime import Runtime
 from .validate import MONITOR_METRIC, Monitor, changing_state, predict, scores
 
@@ -387,6 +388,9 @@ def train_phase(
     # --- optimizer: fresh state each phase; one group per learning-rate multiplier -------------------
     groups = param_groups(model, phase)
     optimizer = _optimizer(phase, groups)
+    # a per-batch schedule (BiT-HyperRule's warm-up + decays); its state is checkpointed, so resume is exact
+    sched = phase.lr_schedule
+    scheduler = None if sched is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: sched.multiplier(t))
     if len(groups) > 1:
         log.info("%s: learning rates %s", desc, ", ".join(f"{g['lr']:g} (x{g['lr_mult']:g}, "
                                                          f"{sum(p.numel() for p in g['params']):,} params)" for g in groups))
@@ -396,6 +400,14 @@ def train_phase(
     weights = class_weight_vector(phase.class_weights, y[rows], task_type, n_classes)
     loss_fn = loss_for(task_type, weights)
     augment = augmenter(augment_names, int(x.shape[-1])) if augment_names else None
+    mixing = None
+    if phase.mixup:  # MixUp mixes images; cached prefix outputs are not images, so it is off there
+        if plan.use:
+            log.info("%s: MixUp (alpha %g) not applied: the frozen prefix is cached (engine.cache: off applies it)",
+                     desc, phase.mixup)
+        else:
+            mixing = MixUp(phase.mixup)
+            log.info("%s: MixUp alpha %g", desc, phase.mixup)
     fp = _fingerprint(phase, cfg, rows, task_type, val_rows)
 
     first_epoch, losses, curve, stop_reason = 1, [], [], ""
@@ -409,6 +421,8 @@ def train_phase(
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} has keys this model lacks: {sorted(missing)[:5]}")
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         first_epoch, losses = int(state["epoch"]) + 1, [float(v) for v in state["losses"]]
         if state.get("monitor") is not None:
@@ -428,6 +442,7 @@ def train_phase(
             break
         order = _epoch_order(n, cfg.seed, phase.name, epoch)
         aug_gen = _epoch_generator(cfg.seed, phase.name, epoch, "augment")
+        mix_gen = _epoch_generator(cfg.seed, phase.name, epoch, "mixup")
         total, count, te = 0.0, 0, time.perf_counter()
         for s in range(0, n, bs):
             pos = np.sort(order[s : s + bs].numpy())  # sorted reads from a memmap are sequential
@@ -439,15 +454,20 @@ def train_phase(
             if augment is not None and len(xb):
                 xb = augment(xb, aug_gen)
             xb, yb = rt.to_device(xb), yb.to(rt.torch_device)
+            batch_loss = loss_fn
+            if mixing is not None and len(xb) > 1:
+                xb, batch_loss = mixing(xb, mix_gen, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             with rt.autocast():
                 logits = step_module(xb)
             if world > 1:
                 # the all-reduce averages over ranks: scale each rank's mean by its share of the batch
-                loss = loss_fn(logits.float(), yb) * (len(pos) * world / n_global) if len(pos) else logits.sum() * 0.0
+                loss = batch_loss(logits.float(), yb) * (len(pos) * world / n_global) if len(pos) else logits.sum() * 0.0
             else:
-                loss = loss_fn(logits.float(), yb)
+                loss = batch_loss(logits.float(), yb)
             rt.backward_step(loss, optimizer)
+            if scheduler is not None:
+                scheduler.step()
             if len(pos):
                 total += float(loss.detach()) * (n_global / world if world > 1 else len(pos))
             count += len(pos)
@@ -477,7 +497,8 @@ def train_phase(
             _save_checkpoint(ckpt_path, {"model": changing_state(model), "optimizer": optimizer.state_dict(),
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
                                          "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
-                                         "monitor": monitor.state() if val_rows is not None else None})
+                                         "monitor": monitor.state() if val_rows is not None else None,
+                                         "scheduler": scheduler.state_dict() if scheduler is not None else None})
         dt = time.perf_counter() - te
         progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch), extra)
         if on_epoch_end is not None:
@@ -499,7 +520,8 @@ def train_phase(
                        params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds,
                        epochs_run=epochs_run, best_epoch=best_epoch, monitor=phase.monitor,
                        best_score=monitor.best_score if val_rows is not None else None, stop_reason=stop_reason,
-                       augment=list(augment_names), curve=curve)
+                       augment=list(augment_names) + ([f"mixup({phase.mixup:g})"] if mixing is not None else []),
+                       curve=curve)
 
 
 def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime) -> float:
