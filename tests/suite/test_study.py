@@ -225,7 +225,7 @@ def test_rule_bit_hyperrule_sets_finetune_phases_from_the_task_size(tmp_path):
     n_train = round(3 * 8 * 0.6)  # tumor_type: 3 classes × 8 images, 60% training
     assert (ft.key.phase.optimizer, ft.key.phase.batch_size) == ("sgd", 8)
     assert ft.key.phase.lr_schedule.warmup_steps == 100 and ft.key.phase.mixup == 0.0  # fewer than 20k images
-    assert ft.key.phase.epochs == int(np.ceil(500 * 8 / n_train))
+    assert ft.key.phase.epochs == int(np.ceil(500 / np.ceil(n_train / 8)))  # 500 steps of ceil(n/8) batches an epoch
 
 
 def test_benchmark_example_is_valid_yaml_with_the_issue_shape():

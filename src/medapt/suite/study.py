@@ -19,6 +19,8 @@ that vary in the study), and ``method``, ``source``, ``shots``, ``draw``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ from .kinds.inference import InferenceKey
 from .kinds.init import InitKey
 from .kinds.pretrain import PhaseKey
 from .planners import Builder, Planner, register_planner
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BitSchedule", "bit_hyperrule", "StudyPlanner", "sharing", "sharing_line", "cell_name", "study_sources"]
 
@@ -64,9 +68,11 @@ class BitSchedule:
         return self.boundaries[-1]
 
     def epochs(self, n_train: int, batch_size: int | None = None) -> int:
-        """Epochs that give the rule's number of steps on ``n_train`` images at ``batch_size``."""
+        """Epochs that give at least the rule's number of steps on ``n_train`` images at ``batch_size``
+        (an epoch is ``ceil(n_train / batch_size)`` steps: the engine keeps the last, smaller batch), so
+        the phase ends less than one epoch past the rule's last step."""
         b = batch_size or self.batch_size
-        return max(1, math.ceil(self.steps * b / max(1, n_train)))
+        return max(1, math.ceil(self.steps / math.ceil(max(1, n_train) / b)))
 
 
 def bit_hyperrule(n_train: int, image_size: tuple[int, int] | int) -> BitSchedule:
@@ -113,6 +119,17 @@ def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = Non
     return dataclasses.replace(phase, optimizer="sgd", lr=rule.lr * bs / rule.batch_size, batch_size=bs,
                                epochs=rule.epochs(n_train, bs), plateau=None, lr_schedule=schedule,
                                mixup=rule.mixup)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_rule(task: str, n_train: int, image_size: int) -> None:
+    """Say once per (task, size) what the rule sets, and that its resolution is not applied."""
+    r = bit_hyperrule(n_train, image_size)
+    log.info("BiT-HyperRule for task %r (%d training images): %d steps, warm-up to step %d, x0.1 after steps %s, "
+             "MixUp %s; its resolution (resize %d, crop %d) is not applied: medapt trains and evaluates at "
+             "data.image_size %d (set data.image_size: %d to follow it)", task, n_train, r.steps, r.boundaries[0],
+             "/".join(map(str, r.boundaries[1:-1])), f"alpha {r.mixup:g}" if r.mixup else "off", r.resize, r.crop,
+             image_size, r.crop)
 
 
 # --- cells -----------------------------------------------------------------------------------------
@@ -191,6 +208,7 @@ class StudyBuilder(Builder):
                     raise ConfigError(f"schedule.rule bit-hyperrule: the training-set size of task {task!r} is not "
                                       "known before the run; prepare the data first (`medapt prepare`)")
                 phase = bit_phase(phase, n_train, self.exp.data.image_size, self.exp.schedule.batch_size)
+                _log_rule(task, n_train, self.exp.data.image_size)
             key = FinetuneKey(phase, self.engine_key(), seed, self.runtime.numerics(training=True), task=task,
                               new_head=i == 0)
             w = self.plan.add(Step("finetune", key, {"weights": w, "data": data}, label=f"{phase.name} {task}"), user,

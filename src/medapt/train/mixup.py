@@ -28,10 +28,13 @@ class MixUp:
         self.alpha = float(alpha)
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[float, torch.Tensor]:
-        """λ and the pairing of a batch of ``n``, drawn from ``generator``."""
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        lam = float(np.random.default_rng(seed).beta(self.alpha, self.alpha))
-        return lam, torch.randperm(n, generator=generator)
+        """λ and the pairing of a batch of ``n``, drawn from ``generator``.
+
+        ``generator`` advances by the same amount whatever ``n`` is, so under DDP every rank draws
+        the same λ for a step (each pairs the images of its own share of the batch)."""
+        seeds = torch.randint(0, 2**62, (2,), generator=generator).tolist()
+        lam = float(np.random.default_rng(seeds[0]).beta(self.alpha, self.alpha))
+        return lam, torch.randperm(n, generator=torch.Generator().manual_seed(seeds[1]))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator, loss_fn: Loss) -> tuple[torch.Tensor, Loss]:
         lam, perm = self.draw(len(x), generator)
