@@ -123,6 +123,9 @@ class Phase:
             not with ``plateau``.
         mixup: MixUp's α (Zhang et al.; BiT: 0.1 from 20k training images); 0 = off. Not applied
             while the frozen prefix is cached (the engine says so).
+        resolution: ``(resize, crop)``, BiT-HyperRule's resolution: training images are resized to
+            ``resize``² and randomly cropped to ``crop``² with a random horizontal flip; validation
+            and the own head's evaluation resize to ``crop``². Disables the frozen-prefix cache.
     """
 
     name: str
@@ -140,6 +143,7 @@ class Phase:
     class_weights: str | tuple[float, ...] | None = None
     lr_schedule: StepSchedule | None = None
     mixup: float = 0.0
+    resolution: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         where = f"phase {self.name!r}"
@@ -197,6 +201,18 @@ class Phase:
             raise ConfigError(f"{where}: lr_schedule and plateau both set the learning rate; keep one")
         if not self.mixup >= 0 or not math.isfinite(self.mixup):
             raise ConfigError(f"{where}: mixup is MixUp's Beta(α, α) parameter and must be >= 0 (0: off), got {self.mixup}")
+        if self.resolution is not None:
+            res = self.resolution
+            if isinstance(res, dict):
+                res = (res.get("resize"), res.get("crop"))
+            try:
+                resize, crop = (int(v) for v in res)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: resolution must be [resize, crop] (two pixel sizes, e.g. [512, 480]), "
+                                  f"got {self.resolution!r}") from None
+            if not resize >= crop >= 1:
+                raise ConfigError(f"{where}: resolution [resize, crop] needs resize >= crop >= 1, got {[resize, crop]}")
+            object.__setattr__(self, "resolution", (resize, crop))
 
     @property
     def head_only(self) -> bool:
@@ -220,6 +236,10 @@ class Phase:
             d["lr_schedule"]["decay_steps"] = list(self.lr_schedule.decay_steps)
         if not self.mixup:
             d.pop("mixup")
+        if self.resolution is None:
+            d.pop("resolution")
+        else:
+            d["resolution"] = list(self.resolution)
         return d
 
 

@@ -102,15 +102,16 @@ def bit_hyperrule(n_train: int, image_size: tuple[int, int] | int) -> BitSchedul
                        mixup=0.0 if n_train < 20_000 else 0.1)
 
 
-def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = None):
+def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = None, resolution: bool = True):
     """``phase`` with BiT-HyperRule's optimizer (SGD, momentum 0.9), learning rate (0.003 scaled
     linearly to the batch size, as BiT does), length (its step count in epochs of ``n_train``),
     per-step schedule (linear warm-up to the end of the first boundary, ×0.1 after each decay
-    point: :class:`~medapt.strategies.catalogue.StepSchedule`) and MixUp α (0.1 from 20k images).
+    point: :class:`~medapt.strategies.catalogue.StepSchedule`), MixUp α (0.1 from 20k images) and,
+    with ``resolution``, its resolution (``Phase.resolution``: resize 160 / crop 128 below 96² pixels,
+    else 512 / 480; training at random crops with flips, evaluation resized to the crop).
 
     The phase runs whole epochs, so it may go a few steps past the rule's end at the last learning
-    rate. Not applied: the resize/crop resolution (medapt trains and evaluates at
-    ``data.image_size``); a plateau schedule of the phase is dropped (the step schedule sets the lr)."""
+    rate. A plateau schedule of the phase is dropped (the step schedule sets the lr)."""
     from ..strategies.catalogue import StepSchedule
 
     rule = bit_hyperrule(n_train, image_size)
@@ -118,18 +119,22 @@ def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = Non
     schedule = StepSchedule(warmup_steps=rule.boundaries[0], decay_steps=rule.boundaries[1:-1], factor=0.1)
     return dataclasses.replace(phase, optimizer="sgd", lr=rule.lr * bs / rule.batch_size, batch_size=bs,
                                epochs=rule.epochs(n_train, bs), plateau=None, lr_schedule=schedule,
-                               mixup=rule.mixup)
+                               mixup=rule.mixup, resolution=(rule.resize, rule.crop) if resolution else None)
 
 
 @functools.lru_cache(maxsize=256)
-def _log_rule(task: str, n_train: int, image_size: int) -> None:
-    """Say once per (task, size) what the rule sets, and that its resolution is not applied."""
+def _log_rule(task: str, n_train: int, image_size: int, resolution: bool = True) -> None:
+    """Say once per (task, size) what the rule sets, and whether its resolution is applied."""
     r = bit_hyperrule(n_train, image_size)
+    if resolution:
+        res = (f"resolution: data.image_size {image_size} resized to {r.resize}, random {r.crop} crops with flips in "
+               f"training, resized to {r.crop} for validation and evaluation (schedule.bit_resolution: false turns it off)")
+    else:
+        res = (f"its resolution (resize {r.resize}, crop {r.crop}) is off (schedule.bit_resolution: false): training and "
+               f"evaluation at data.image_size {image_size}")
     log.info("BiT-HyperRule for task %r (%d training images): %d steps, warm-up to step %d, x0.1 after steps %s, "
-             "MixUp %s; its resolution (resize %d, crop %d) is not applied: medapt trains and evaluates at "
-             "data.image_size %d (set data.image_size: %d to follow it)", task, n_train, r.steps, r.boundaries[0],
-             "/".join(map(str, r.boundaries[1:-1])), f"alpha {r.mixup:g}" if r.mixup else "off", r.resize, r.crop,
-             image_size, r.crop)
+             "MixUp %s; %s", task, n_train, r.steps, r.boundaries[0], "/".join(map(str, r.boundaries[1:-1])),
+             f"alpha {r.mixup:g}" if r.mixup else "off", res)
 
 
 # --- cells -----------------------------------------------------------------------------------------
@@ -207,8 +212,9 @@ class StudyBuilder(Builder):
                 if n_train is None:
                     raise ConfigError(f"schedule.rule bit-hyperrule: the training-set size of task {task!r} is not "
                                       "known before the run; prepare the data first (`medapt prepare`)")
-                phase = bit_phase(phase, n_train, self.exp.data.image_size, self.exp.schedule.batch_size)
-                _log_rule(task, n_train, self.exp.data.image_size)
+                phase = bit_phase(phase, n_train, self.exp.data.image_size, self.exp.schedule.batch_size,
+                                  resolution=self.exp.schedule.bit_resolution)
+                _log_rule(task, n_train, self.exp.data.image_size, self.exp.schedule.bit_resolution)
             key = FinetuneKey(phase, self.engine_key(), seed, self.runtime.numerics(training=True), task=task,
                               new_head=i == 0)
             w = self.plan.add(Step("finetune", key, {"weights": w, "data": data}, label=f"{phase.name} {task}"), user,

@@ -32,7 +32,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.model import GapHead, UnitModel
 from ..strategies.catalogue import Phase
 from ..strategies.surgery import BN_POLICIES, apply_phase, param_groups
-from .augment import augmenter
+from .augment import augmenter, resize_batch, resolution_augmenter
 from .cache import CachePlan, build_prefix_cache, build_record, plan_cache, record_build
 from .mixup import MixUp
 from .runtime import Runtime
@@ -210,7 +210,9 @@ def phase_flops(model: UnitModel, phase: Phase, *, task_type: str, input_shape: 
     from ..cost import count_flops
 
     trainable = apply_phase(model, phase, bn_policy)
-    plan = plan_cache(model, trainable, mode=cache, augment=augment or bool(phase.augment))
+    plan = plan_cache(model, trainable, mode=cache, augment=augment or bool(phase.augment) or bool(phase.resolution))
+    if phase.resolution:  # the model sees crops
+        input_shape = (*input_shape[:-2], phase.resolution[1], phase.resolution[1])
     x = torch.zeros(2, *input_shape)
     n_out = model.head.n_outputs
     y = torch.zeros(2, n_out) if task_type == "multilabel" else torch.zeros(2)
@@ -343,8 +345,13 @@ def train_phase(
     rt.prepare_model(model)
     trainable = apply_phase(model, phase, cfg.bn_policy)
     augment_names = tuple(phase.augment) + (("hflip",) if cfg.augment and "hflip" not in phase.augment else ())
-    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=bool(augment_names))
+    # BiT-HyperRule's resolution (Phase.resolution) changes the input every epoch: no cache either
+    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=bool(augment_names) or bool(phase.resolution))
     log.info("%s: %s", desc, plan.note)
+    crop = phase.resolution[1] if phase.resolution else None
+    if phase.resolution:
+        log.info("%s: resolution: training images resized to %d and randomly cropped to %d (random horizontal flip), "
+                 "validation resized to %d; the frozen-prefix cache is off", desc, phase.resolution[0], crop, crop)
     if augment_names:
         log.info("%s: augmentation %s", desc, ", ".join(augment_names))
     params_total = model.n_params()
@@ -381,7 +388,7 @@ def train_phase(
         inputs, start, in_rows = x, 0, rows
     running = RunningPart(model, start)
     if meter is not None and phase.epochs > 0:
-        example = rt.to_device(torch.as_tensor(np.asarray(inputs[in_rows[:2]], dtype=np.float32)))
+        example = resize_batch(rt.to_device(torch.as_tensor(np.asarray(inputs[in_rows[:2]], dtype=np.float32))), crop)
         yex = torch.as_tensor(np.asarray(y[rows[:2]])).to(rt.torch_device)
         meter.set_flops_per_image(_training_flops(running, example, yex, task_type))
 
@@ -400,6 +407,8 @@ def train_phase(
     weights = class_weight_vector(phase.class_weights, y[rows], task_type, n_classes)
     loss_fn = loss_for(task_type, weights)
     augment = augmenter(augment_names, int(x.shape[-1])) if augment_names else None
+    if phase.resolution:
+        augment = resolution_augmenter(phase.resolution, augment_names)
     mixing = None
     if phase.mixup:  # MixUp mixes images; cached prefix outputs are not images, so it is off there
         if plan.use:
@@ -482,14 +491,14 @@ def train_phase(
         extra = ""
         if val_rows is not None:
             logits_v, probs_v = predict(model, val_inputs, val_in_rows, task_type=task_type, runtime=rt,
-                                        batch_size=cfg.eval_batch_size, start=start)
+                                        batch_size=cfg.eval_batch_size, start=start, resize=crop)
             val = scores(logits_v, probs_v, y[val_rows], task_type, loss_fn)
             lr_now = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
             stop_reason = monitor.update(epoch, val[monitor.metric], model, optimizer)
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": lr_now, "train_loss": losses[-1], **val})
             extra = f" val {monitor.metric} {val[monitor.metric]:.4f}"
             if meter is not None:
-                meter.add_flops(_eval_flops(running, val_inputs, val_in_rows, rt) * len(val_rows))
+                meter.add_flops(_eval_flops(running, val_inputs, val_in_rows, rt, crop) * len(val_rows))
         else:
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
                           "train_loss": losses[-1]})
@@ -520,7 +529,8 @@ def train_phase(
                        params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds,
                        epochs_run=epochs_run, best_epoch=best_epoch, monitor=phase.monitor,
                        best_score=monitor.best_score if val_rows is not None else None, stop_reason=stop_reason,
-                       augment=list(augment_names) + ([f"mixup({phase.mixup:g})"] if mixing is not None else []),
+                       augment=list(augment_names) + ([f"mixup({phase.mixup:g})"] if mixing is not None else [])
+                       + ([f"resize({phase.resolution[0]})+crop({crop})+hflip"] if phase.resolution else []),
                        curve=curve)
 
 
@@ -533,10 +543,10 @@ def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime
         return count_flops(lambda: model.forward_units(xb, 0, plan.cut))
 
 
-def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: Runtime) -> float:
-    """Forward FLOPs per image of a validation pass of the running part."""
+def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: Runtime, crop: int | None = None) -> float:
+    """Forward FLOPs per image of a validation pass of the running part (at ``crop``² when given)."""
     from ..cost import count_flops
 
-    xb = rt.to_device(torch.as_tensor(np.asarray(inputs[rows[:1]], dtype=np.float32)))
+    xb = resize_batch(rt.to_device(torch.as_tensor(np.asarray(inputs[rows[:1]], dtype=np.float32))), crop)
     with torch.no_grad():
         return count_flops(lambda: running(xb))
