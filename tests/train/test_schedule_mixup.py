@@ -154,7 +154,7 @@ def test_bit_hyperrule_mixes_training_batches_from_20k_images(data, tmp_path, mo
     calls = []
     call = MixUp.__call__
     monkeypatch.setattr(MixUp, "__call__", lambda self, *a: calls.append(self.alpha) or call(self, *a))
-    phase = bit_phase(STRATEGIES.get("FTL").target_phases[0], n_train, 32, batch_size=4)
+    phase = bit_phase(STRATEGIES.get("FTL").target_phases[0], n_train, 32, batch_size=4, resolution=False)
     _, r = _run(x, y, tmp_path / "w", dataclasses.replace(phase, epochs=1, monitor=None))
     assert calls == ([0.1] * 3 if mixed else []) and len(spy.inputs) == 3
     assert r.augment == (["mixup(0.1)"] if mixed else [])
