@@ -194,12 +194,38 @@ def test_bit_phase_gives_the_rules_steps_in_epochs():
     assert p.epochs == 50  # 500 steps × 100 images / 1000 images
 
 
+@pytest.mark.parametrize("n", [19_999, 20_000, 500_000])
+def test_bit_phase_lr_at_the_rules_boundary_steps(n):
+    """The learning rate a torch LambdaLR gives at BiT-HyperRule's boundaries (bit_hyperrule.get_lr):
+    0 at step 0, linear to 0.003 at the warm-up end, ×0.1 for the steps after each decay point."""
+    from medapt.strategies import STRATEGIES
+
+    rule = bit_hyperrule(n, 224)
+    p = bit_phase(STRATEGIES.get("FTL").target_phases[0], n, 224)  # batch 512: the base lr 0.003
+    assert p.lr == pytest.approx(0.003) and p.mixup == rule.mixup and p.plateau is None
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=p.lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: p.lr_schedule.multiplier(t))
+    lrs = []
+    for _ in range(rule.steps + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    warm, *decays, end = rule.boundaries
+    assert lrs[0] == 0 and lrs[warm // 2] == pytest.approx(0.003 * (warm // 2) / warm)
+    assert lrs[warm] == pytest.approx(0.003)
+    for k, d in enumerate(decays):
+        assert lrs[d] == pytest.approx(0.003 * 0.1 ** k)
+        assert lrs[d + 1] == pytest.approx(0.003 * 0.1 ** (k + 1))
+    assert lrs[end] == pytest.approx(0.003 * 1e-3)
+
+
 def test_rule_bit_hyperrule_sets_finetune_phases_from_the_task_size(tmp_path):
     exp = experiment_from_dict(study_config(tmp_path, schedule={"rule": "bit-hyperrule", "batch_size": 8}))
     ft = next(s for s in plan_experiment(exp).steps if s.kind == "finetune")
     n_train = round(3 * 8 * 0.6)  # tumor_type: 3 classes × 8 images, 60% training
     assert (ft.key.phase.optimizer, ft.key.phase.batch_size) == ("sgd", 8)
-    assert ft.key.phase.epochs == int(np.ceil(500 * 8 / n_train))
+    assert ft.key.phase.lr_schedule.warmup_steps == 100 and ft.key.phase.mixup == 0.0  # fewer than 20k images
+    assert ft.key.phase.epochs == int(np.ceil(500 / np.ceil(n_train / 8)))  # 500 steps of ceil(n/8) batches an epoch
 
 
 def test_benchmark_example_is_valid_yaml_with_the_issue_shape():

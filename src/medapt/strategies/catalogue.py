@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..models.build import Surgery
 from ..registry import Registry
 
-__all__ = ["Phase", "Plateau", "Surgery", "Strategy", "STRATEGIES", "PRESETS", "get", "names", "register",
+__all__ = ["Phase", "Plateau", "StepSchedule", "Surgery", "Strategy", "STRATEGIES", "PRESETS", "get", "names", "register",
            "load_yaml", "parse_trainable", "phase_from_dict", "from_dict", "DATA_ROLES", "MONITORS"]
 
 _TRAINABLE = re.compile(r"^(head|all|last:\d+|lastblocks:\d+|from:\d+|units:[\w.,+-]+)$")
@@ -69,6 +69,35 @@ class Plateau:
 
 
 @dataclass(frozen=True)
+class StepSchedule:
+    """A per-step learning-rate schedule: linear warm-up over ``warmup_steps`` optimizer steps, then
+    ×``factor`` after each step in ``decay_steps`` — BiT-HyperRule's (Kolesnikov et al., *Big
+    Transfer*; ``bit_hyperrule.get_lr``): the multiplier at step t (0-based, the step about to be
+    taken) is t / warmup_steps below the warm-up end, else ``factor`` ** (decay points s < t).
+    The engine applies it with ``torch.optim.lr_scheduler.LambdaLR``, one scheduler step per batch."""
+
+    warmup_steps: int = 0
+    decay_steps: tuple[int, ...] = ()
+    factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"lr_schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
+        decays = tuple(int(s) for s in self.decay_steps)
+        if any(b <= a for a, b in zip(decays, decays[1:])) or any(s < 1 for s in decays):
+            raise ConfigError(f"lr_schedule.decay_steps must be increasing step counts >= 1, got {list(decays)}")
+        object.__setattr__(self, "decay_steps", decays)
+        if not 0 < self.factor < 1:
+            raise ConfigError(f"lr_schedule.factor must be in (0, 1), got {self.factor}")
+
+    def multiplier(self, step: int) -> float:
+        """The learning-rate multiplier of optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return step / self.warmup_steps
+        return self.factor ** sum(1 for s in self.decay_steps if s < step)
+
+
+@dataclass(frozen=True)
 class Phase:
     """A span of training with a fixed trainable set, optimizer, learning rate and epoch count.
 
@@ -90,6 +119,13 @@ class Phase:
         augment: training augmentations, names of :data:`medapt.train.AUGMENTATIONS`
             (``hflip``, ``rrc``, ``rotate``…); any augmentation disables the frozen-prefix cache.
         class_weights: ``balanced`` (n / (C · n_c) on the training rows) or one weight per class.
+        lr_schedule: :class:`StepSchedule`, a per-batch warm-up + step-decay schedule (BiT-HyperRule's);
+            not with ``plateau``.
+        mixup: MixUp's α (Zhang et al.; BiT: 0.1 from 20k training images); 0 = off. Not applied
+            while the frozen prefix is cached (the engine says so).
+        resolution: ``(resize, crop)``, BiT-HyperRule's resolution: training images are resized to
+            ``resize``² and randomly cropped to ``crop``² with a random horizontal flip; validation
+            and the own head's evaluation resize to ``crop``². Disables the frozen-prefix cache.
     """
 
     name: str
@@ -105,6 +141,9 @@ class Phase:
     early_stop: int | None = None
     augment: tuple[str, ...] = ()
     class_weights: str | tuple[float, ...] | None = None
+    lr_schedule: StepSchedule | None = None
+    mixup: float = 0.0
+    resolution: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         where = f"phase {self.name!r}"
@@ -156,6 +195,24 @@ class Phase:
         elif isinstance(cw, str) and cw != "balanced":
             raise ConfigError(f"{where}: class_weights {cw!r}: use 'balanced' or a list with one weight per class")
         object.__setattr__(self, "class_weights", cw)
+        if isinstance(self.lr_schedule, dict):
+            object.__setattr__(self, "lr_schedule", StepSchedule(**self.lr_schedule))
+        if self.lr_schedule is not None and self.plateau is not None:
+            raise ConfigError(f"{where}: lr_schedule and plateau both set the learning rate; keep one")
+        if not self.mixup >= 0 or not math.isfinite(self.mixup):
+            raise ConfigError(f"{where}: mixup is MixUp's Beta(α, α) parameter and must be >= 0 (0: off), got {self.mixup}")
+        if self.resolution is not None:
+            res = self.resolution
+            if isinstance(res, dict):
+                res = (res.get("resize"), res.get("crop"))
+            try:
+                resize, crop = (int(v) for v in res)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: resolution must be [resize, crop] (two pixel sizes, e.g. [512, 480]), "
+                                  f"got {self.resolution!r}") from None
+            if not resize >= crop >= 1:
+                raise ConfigError(f"{where}: resolution [resize, crop] needs resize >= crop >= 1, got {[resize, crop]}")
+            object.__setattr__(self, "resolution", (resize, crop))
 
     @property
     def head_only(self) -> bool:
@@ -172,6 +229,17 @@ class Phase:
         d["augment"] = list(self.augment)
         if isinstance(self.class_weights, tuple):
             d["class_weights"] = list(self.class_weights)
+        # left out when unset, so the step keys of phases without them are unchanged
+        if self.lr_schedule is None:
+            d.pop("lr_schedule")
+        else:
+            d["lr_schedule"]["decay_steps"] = list(self.lr_schedule.decay_steps)
+        if not self.mixup:
+            d.pop("mixup")
+        if self.resolution is None:
+            d.pop("resolution")
+        else:
+            d["resolution"] = list(self.resolution)
         return d
 
 

@@ -56,6 +56,9 @@ class ScheduleSpec(_Model):
     #: as used by Cherti & Jitsev) sets optimizer, lr, batch and epochs from the training-set size
     #: (medapt.suite.study.bit_hyperrule); ``none`` keeps the strategies' own values
     rule: Literal["none", "bit-hyperrule"] = "none"
+    #: with ``rule: bit-hyperrule``: apply its resolution (resize 160/crop 128 below 96² pixels, else
+    #: 512/480) in fine-tuning and the own head's evaluation; ``false`` keeps data.image_size
+    bit_resolution: bool = True
 
 
 class EngineSpec(_Model):

@@ -19,6 +19,8 @@ that vary in the study), and ``method``, ``source``, ``shots``, ``draw``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ from .kinds.inference import InferenceKey
 from .kinds.init import InitKey
 from .kinds.pretrain import PhaseKey
 from .planners import Builder, Planner, register_planner
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BitSchedule", "bit_hyperrule", "StudyPlanner", "sharing", "sharing_line", "cell_name", "study_sources"]
 
@@ -64,9 +68,11 @@ class BitSchedule:
         return self.boundaries[-1]
 
     def epochs(self, n_train: int, batch_size: int | None = None) -> int:
-        """Epochs that give the rule's number of steps on ``n_train`` images at ``batch_size``."""
+        """Epochs that give at least the rule's number of steps on ``n_train`` images at ``batch_size``
+        (an epoch is ``ceil(n_train / batch_size)`` steps: the engine keeps the last, smaller batch), so
+        the phase ends less than one epoch past the rule's last step."""
         b = batch_size or self.batch_size
-        return max(1, math.ceil(self.steps * b / max(1, n_train)))
+        return max(1, math.ceil(self.steps / math.ceil(max(1, n_train) / b)))
 
 
 def bit_hyperrule(n_train: int, image_size: tuple[int, int] | int) -> BitSchedule:
@@ -96,17 +102,39 @@ def bit_hyperrule(n_train: int, image_size: tuple[int, int] | int) -> BitSchedul
                        mixup=0.0 if n_train < 20_000 else 0.1)
 
 
-def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = None):
+def bit_phase(phase, n_train: int, image_size: int, batch_size: int | None = None, resolution: bool = True):
     """``phase`` with BiT-HyperRule's optimizer (SGD, momentum 0.9), learning rate (0.003 scaled
-    linearly to the batch size, as BiT does) and length (its step count in epochs of ``n_train``).
+    linearly to the batch size, as BiT does), length (its step count in epochs of ``n_train``),
+    per-step schedule (linear warm-up to the end of the first boundary, ×0.1 after each decay
+    point: :class:`~medapt.strategies.catalogue.StepSchedule`), MixUp α (0.1 from 20k images) and,
+    with ``resolution``, its resolution (``Phase.resolution``: resize 160 / crop 128 below 96² pixels,
+    else 512 / 480; training at random crops with flips, evaluation resized to the crop).
 
-    Not applied (the engine has no such options): the linear warm-up and the ×0.1 decay points
-    (the phase keeps a constant learning rate, or its plateau schedule is dropped), MixUp and the
-    resize/crop resolution (medapt trains at ``data.image_size``)."""
+    The phase runs whole epochs, so it may go a few steps past the rule's end at the last learning
+    rate. A plateau schedule of the phase is dropped (the step schedule sets the lr)."""
+    from ..strategies.catalogue import StepSchedule
+
     rule = bit_hyperrule(n_train, image_size)
     bs = int(min(batch_size or rule.batch_size, max(1, n_train)))  # a batch is at most the training set
+    schedule = StepSchedule(warmup_steps=rule.boundaries[0], decay_steps=rule.boundaries[1:-1], factor=0.1)
     return dataclasses.replace(phase, optimizer="sgd", lr=rule.lr * bs / rule.batch_size, batch_size=bs,
-                               epochs=rule.epochs(n_train, bs), plateau=None)
+                               epochs=rule.epochs(n_train, bs), plateau=None, lr_schedule=schedule,
+                               mixup=rule.mixup, resolution=(rule.resize, rule.crop) if resolution else None)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_rule(task: str, n_train: int, image_size: int, resolution: bool = True) -> None:
+    """Say once per (task, size) what the rule sets, and whether its resolution is applied."""
+    r = bit_hyperrule(n_train, image_size)
+    if resolution:
+        res = (f"resolution: data.image_size {image_size} resized to {r.resize}, random {r.crop} crops with flips in "
+               f"training, resized to {r.crop} for validation and evaluation (schedule.bit_resolution: false turns it off)")
+    else:
+        res = (f"its resolution (resize {r.resize}, crop {r.crop}) is off (schedule.bit_resolution: false): training and "
+               f"evaluation at data.image_size {image_size}")
+    log.info("BiT-HyperRule for task %r (%d training images): %d steps, warm-up to step %d, x0.1 after steps %s, "
+             "MixUp %s; %s", task, n_train, r.steps, r.boundaries[0], "/".join(map(str, r.boundaries[1:-1])),
+             f"alpha {r.mixup:g}" if r.mixup else "off", res)
 
 
 # --- cells -----------------------------------------------------------------------------------------
@@ -184,7 +212,9 @@ class StudyBuilder(Builder):
                 if n_train is None:
                     raise ConfigError(f"schedule.rule bit-hyperrule: the training-set size of task {task!r} is not "
                                       "known before the run; prepare the data first (`medapt prepare`)")
-                phase = bit_phase(phase, n_train, self.exp.data.image_size, self.exp.schedule.batch_size)
+                phase = bit_phase(phase, n_train, self.exp.data.image_size, self.exp.schedule.batch_size,
+                                  resolution=self.exp.schedule.bit_resolution)
+                _log_rule(task, n_train, self.exp.data.image_size, self.exp.schedule.bit_resolution)
             key = FinetuneKey(phase, self.engine_key(), seed, self.runtime.numerics(training=True), task=task,
                               new_head=i == 0)
             w = self.plan.add(Step("finetune", key, {"weights": w, "data": data}, label=f"{phase.name} {task}"), user,

@@ -17,7 +17,7 @@ import torch
 
 from ..registry import Registry
 
-__all__ = ["AUGMENTATIONS", "augmenter"]
+__all__ = ["AUGMENTATIONS", "augmenter", "resolution_augmenter", "resize_batch"]
 
 #: augmentation name -> ``f(image_size) -> v2 transform`` (on one (C, H, W) tensor)
 AUGMENTATIONS: Registry[Callable[[int], Callable[[torch.Tensor], torch.Tensor]]] = Registry("augmentation")
@@ -69,3 +69,33 @@ def augmenter(names: tuple[str, ...] | list[str], image_size: int) -> Callable[[
             return torch.stack([pipeline(img) for img in batch])
 
     return apply
+
+
+def resolution_augmenter(resolution: tuple[int, int], names: tuple[str, ...] | list[str] = ()
+                         ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """BiT-HyperRule's training resolution (Kolesnikov et al., ``bit/train.py``): every image resized
+    to ``resize``², randomly cropped to ``crop``², flipped horizontally with probability 0.5; then the
+    augmentations ``names`` (``hflip`` is already there) at the crop size. Drawn as :func:`augmenter`."""
+    from torchvision.transforms import v2
+
+    resize, crop = resolution
+    extra = [AUGMENTATIONS.get(n)(crop) for n in names if n != "hflip"]
+    pipeline = v2.Compose([v2.Resize((resize, resize), antialias=True), v2.RandomCrop((crop, crop)),
+                           v2.RandomHorizontalFlip(0.5), *extra])
+
+    def apply(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            return torch.stack([pipeline(img) for img in batch])
+
+    return apply
+
+
+def resize_batch(batch: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``batch`` (N, C, H, W) resized to ``size``² (BiT's evaluation at the crop size); unchanged for ``None``
+    or when it already has that size."""
+    if size is None or tuple(batch.shape[-2:]) == (size, size):
+        return batch
+    from torchvision.transforms.v2 import functional as F
+
+    return F.resize(batch, [size, size], antialias=True)

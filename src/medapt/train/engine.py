@@ -32,8 +32,9 @@ from ..errors import CheckpointError, ConfigError
 from ..models.model import GapHead, UnitModel
 from ..strategies.catalogue import Phase
 from ..strategies.surgery import BN_POLICIES, apply_phase, param_groups
-from .augment import augmenter
+from .augment import augmenter, resize_batch, resolution_augmenter
 from .cache import CachePlan, build_prefix_cache, build_record, plan_cache, record_build
+from .mixup import MixUp
 from .runtime import Runtime
 from .validate import MONITOR_METRIC, Monitor, changing_state, predict, scores
 
@@ -224,7 +225,9 @@ def phase_flops(model: UnitModel, phase: Phase, *, task_type: str, input_shape: 
     from ..cost import count_flops
 
     trainable = apply_phase(model, phase, bn_policy)
-    plan = plan_cache(model, trainable, mode=cache, augment=augment or bool(phase.augment))
+    plan = plan_cache(model, trainable, mode=cache, augment=augment or bool(phase.augment) or bool(phase.resolution))
+    if phase.resolution:  # the model sees crops
+        input_shape = (*input_shape[:-2], phase.resolution[1], phase.resolution[1])
     x = torch.zeros(2, *input_shape)
     n_out = model.head.n_outputs
     y = torch.zeros(2, n_out) if task_type == "multilabel" else torch.zeros(2)
@@ -357,8 +360,13 @@ def train_phase(
     rt.prepare_model(model)
     trainable = apply_phase(model, phase, cfg.bn_policy)
     augment_names = tuple(phase.augment) + (("hflip",) if cfg.augment and "hflip" not in phase.augment else ())
-    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=bool(augment_names))
+    # BiT-HyperRule's resolution (Phase.resolution) changes the input every epoch: no cache either
+    plan: CachePlan = plan_cache(model, trainable, mode=cfg.cache, augment=bool(augment_names) or bool(phase.resolution))
     log.info("%s: %s", desc, plan.note)
+    crop = phase.resolution[1] if phase.resolution else None
+    if phase.resolution:
+        log.info("%s: resolution: training images resized to %d and randomly cropped to %d (random horizontal flip), "
+                 "validation resized to %d; the frozen-prefix cache is off", desc, phase.resolution[0], crop, crop)
     if augment_names:
         log.info("%s: augmentation %s", desc, ", ".join(augment_names))
     params_total = model.n_params()
@@ -396,13 +404,16 @@ def train_phase(
         inputs, start, in_rows = x, 0, rows
     running = RunningPart(model, start)
     if meter is not None and phase.epochs > 0:
-        example = rt.to_device(_batch(inputs, in_rows[:2]))
+        example = resize_batch(rt.to_device(_batch(inputs, in_rows[:2])), crop)
         yex = torch.as_tensor(np.asarray(y[rows[:2]])).to(rt.torch_device)
         meter.set_flops_per_image(_training_flops(running, example, yex, task_type))
 
     # --- optimizer: fresh state each phase; one group per learning-rate multiplier -------------------
     groups = param_groups(model, phase)
     optimizer = _optimizer(phase, groups)
+    # a per-batch schedule (BiT-HyperRule's warm-up + decays); its state is checkpointed, so resume is exact
+    sched = phase.lr_schedule
+    scheduler = None if sched is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: sched.multiplier(t))
     if len(groups) > 1:
         log.info("%s: learning rates %s", desc, ", ".join(f"{g['lr']:g} (x{g['lr_mult']:g}, "
                                                          f"{sum(p.numel() for p in g['params']):,} params)" for g in groups))
@@ -412,6 +423,16 @@ def train_phase(
     weights = class_weight_vector(phase.class_weights, y[rows], task_type, n_classes)
     loss_fn = loss_for(task_type, weights)
     augment = augmenter(augment_names, int(x.shape[-1])) if augment_names else None
+    if phase.resolution:
+        augment = resolution_augmenter(phase.resolution, augment_names)
+    mixing = None
+    if phase.mixup:  # MixUp mixes images; cached prefix outputs are not images, so it is off there
+        if plan.use:
+            log.info("%s: MixUp (alpha %g) not applied: the frozen prefix is cached (engine.cache: off applies it)",
+                     desc, phase.mixup)
+        else:
+            mixing = MixUp(phase.mixup)
+            log.info("%s: MixUp alpha %g", desc, phase.mixup)
     fp = _fingerprint(phase, cfg, rows, task_type, val_rows)
 
     first_epoch, losses, curve, stop_reason = 1, [], [], ""
@@ -425,6 +446,8 @@ def train_phase(
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} has keys this model lacks: {sorted(missing)[:5]}")
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         first_epoch, losses = int(state["epoch"]) + 1, [float(v) for v in state["losses"]]
         if state.get("monitor") is not None:
@@ -448,6 +471,7 @@ def train_phase(
             break
         order = _epoch_order(n, cfg.seed, phase.name, epoch)
         aug_gen = _epoch_generator(cfg.seed, phase.name, epoch, "augment")
+        mix_gen = _epoch_generator(cfg.seed, phase.name, epoch, "mixup")
         total, count, te = 0.0, 0, time.perf_counter()
         for s in range(0, n, bs):
             pos = np.sort(order[s : s + bs].numpy())  # sorted reads from a memmap are sequential
@@ -459,15 +483,20 @@ def train_phase(
             if augment is not None and len(xb):
                 xb = augment(xb, aug_gen)
             xb, yb = rt.to_device(xb), yb.to(rt.torch_device)
+            batch_loss = loss_fn
+            if mixing is not None and len(xb) > 1:
+                xb, batch_loss = mixing(xb, mix_gen, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             with rt.autocast():
                 logits = step_module(xb)
             if world > 1:
                 # the all-reduce averages over ranks: scale each rank's mean by its share of the batch
-                loss = loss_fn(logits.float(), yb) * (len(pos) * world / n_global) if len(pos) else logits.sum() * 0.0
+                loss = batch_loss(logits.float(), yb) * (len(pos) * world / n_global) if len(pos) else logits.sum() * 0.0
             else:
-                loss = loss_fn(logits.float(), yb)
+                loss = batch_loss(logits.float(), yb)
             rt.backward_step(loss, optimizer)
+            if scheduler is not None:
+                scheduler.step()
             if len(pos):
                 total += float(loss.detach()) * (n_global / world if world > 1 else len(pos))
             count += len(pos)
@@ -482,7 +511,7 @@ def train_phase(
         extra = ""
         if val_rows is not None:
             logits_v, probs_v = predict(model, val_inputs, val_in_rows, task_type=task_type, runtime=rt,
-                                        batch_size=cfg.eval_batch_size, start=start)
+                                        batch_size=cfg.eval_batch_size, start=start, resize=crop)
             val = scores(logits_v, probs_v, y[val_rows], task_type, loss_fn)
             lr_now = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
             stop_reason = monitor.update(epoch, val[monitor.metric], model, optimizer)
@@ -490,7 +519,7 @@ def train_phase(
             extra = f" val {monitor.metric} {val[monitor.metric]:.4f}"
             if meter is not None:
                 if eval_flops is None:
-                    eval_flops = _eval_flops(running, val_inputs, val_in_rows, rt)
+                    eval_flops = _eval_flops(running, val_inputs, val_in_rows, rt, crop)
                 meter.add_flops(eval_flops * len(val_rows))
         else:
             curve.append({"epoch": epoch, "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"],
@@ -504,7 +533,8 @@ def train_phase(
                                          "epoch": epoch, "losses": losses, "torch_rng": torch.get_rng_state(),
                                          "fingerprint": fp, "curve": curve, "stop_reason": stop_reason,
                                          "monitor": monitor.state() if val_rows is not None else None,
-                                         "meter": meter.checkpoint(images) if meter is not None else None})
+                                         "meter": meter.checkpoint(images) if meter is not None else None,
+                                         "scheduler": scheduler.state_dict() if scheduler is not None else None})
         dt = time.perf_counter() - te
         progress.update(epoch, losses[-1], count / max(dt, 1e-9), dt * (phase.epochs - epoch), extra)
         if on_epoch_end is not None:
@@ -526,7 +556,9 @@ def train_phase(
                        params_total, params_trainable, resumed_from=first_epoch - 1, loop_seconds=loop_seconds,
                        epochs_run=epochs_run, best_epoch=best_epoch, monitor=phase.monitor,
                        best_score=monitor.best_score if val_rows is not None else None, stop_reason=stop_reason,
-                       augment=list(augment_names), curve=curve)
+                       augment=list(augment_names) + ([f"mixup({phase.mixup:g})"] if mixing is not None else [])
+                       + ([f"resize({phase.resolution[0]})+crop({crop})+hflip"] if phase.resolution else []),
+                       curve=curve)
 
 
 def _in_memory(arr: np.ndarray, max_gb: float) -> np.ndarray | torch.Tensor:
@@ -553,10 +585,10 @@ def _forward_flops(model: UnitModel, plan: CachePlan, x: np.ndarray, rt: Runtime
         return count_flops(lambda: model.forward_units(xb, 0, plan.cut))
 
 
-def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: Runtime) -> float:
-    """Forward FLOPs per image of a validation pass of the running part."""
+def _eval_flops(running: RunningPart, inputs: np.ndarray, rows: np.ndarray, rt: Runtime, crop: int | None = None) -> float:
+    """Forward FLOPs per image of a validation pass of the running part (at ``crop``² when given)."""
     from ..cost import count_flops
 
-    xb = rt.to_device(_batch(inputs, rows[:1]))
+    xb = resize_batch(rt.to_device(_batch(inputs, rows[:1])), crop)
     with torch.no_grad():
         return count_flops(lambda: running(xb))

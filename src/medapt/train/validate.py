@@ -94,8 +94,9 @@ def probabilities(logits: torch.Tensor, task_type: str) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: UnitModel, x: np.ndarray, rows: np.ndarray, *, task_type: str, runtime: Runtime,
-            batch_size: int = 64, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities of ``model`` (from cut point ``start``) on ``x[rows]``, in eval mode.
+            batch_size: int = 64, start: int = 0, resize: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and probabilities of ``model`` (from cut point ``start``) on ``x[rows]``, in eval mode;
+    ``resize``: images resized to ``resize``² first (a phase's ``resolution`` crop size).
 
     Every module's train/eval flag is restored afterwards, so a phase can score validation
     between its epochs.
@@ -106,6 +107,10 @@ def predict(model: UnitModel, x: np.ndarray, rows: np.ndarray, *, task_type: str
     try:
         for s in range(0, len(rows), batch_size):
             xb = runtime.to_device(torch.as_tensor(np.asarray(x[rows[s : s + batch_size]], dtype=np.float32)))
+            if resize is not None:
+                from .augment import resize_batch
+
+                xb = resize_batch(xb, resize)
             with runtime.autocast():
                 logits.append(model.forward_from(xb, start).float().cpu())
     finally:

@@ -18,6 +18,7 @@ import torch
 from ...cost import count_flops
 from ...evaluate import METRICS
 from ...train import predict
+from ...train.augment import resize_batch
 from ..context import save_cost
 from . import Estimate, Input, StepKind, register_kind
 from .head import prediction_frame
@@ -48,6 +49,9 @@ class Evaluate(StepKind):
         selected = ctx.store.result(weights)
         epoch, seconds = int(selected["selected_epoch"]), float(selected["selected_seconds"])
         ds = ctx.dataset(step.inputs["data"])
+        # a model fine-tuned under BiT-HyperRule's resolution is evaluated at its crop size, as BiT does
+        res = getattr(weights.key, "phase", None) and weights.key.phase.resolution
+        crop = res[1] if res else None
         splits = {"test": (ds, ds.indices("test"))}
         if step.input("external") is not None:
             ext = ctx.dataset(step.inputs["external"])
@@ -60,7 +64,7 @@ class Evaluate(StepKind):
                 if not len(idx):
                     continue
                 _, probs = predict(model, d.images, idx, task_type=d.task_type, runtime=ctx.runtime,
-                                   batch_size=k.batch_size)
+                                   batch_size=k.batch_size, resize=crop)
                 labels = np.asarray(d.labels[idx])
                 for m in k.metrics:
                     v = float(METRICS.get(m)(labels, probs, d.task_type))
@@ -68,7 +72,7 @@ class Evaluate(StepKind):
                     final[f"{split}_{m}"] = v
                 preds.append(prediction_frame(split, idx, labels, probs))
                 meter.add_images(len(idx))
-            xb = ctx.runtime.to_device(torch.as_tensor(np.asarray(ds.images[:1], dtype=np.float32)))
+            xb = resize_batch(ctx.runtime.to_device(torch.as_tensor(np.asarray(ds.images[:1], dtype=np.float32))), crop)
             with torch.no_grad():
                 meter.set_flops_per_image(count_flops(lambda: model(xb)))
         pd.DataFrame(rows, columns=["split", "epoch", "seconds", "metric", "value"]).to_csv(workdir / "metrics.csv", index=False)
@@ -84,7 +88,9 @@ class Evaluate(StepKind):
         if n is None:
             return Estimate()
         model = est.model(step.inputs["weights"], est.n_outputs(step))
-        x = torch.zeros(1, 3, est.image_size, est.image_size)
+        res = step.inputs["weights"].key.phase.resolution
+        size = res[1] if res else est.image_size
+        x = torch.zeros(1, 3, size, size)
         with torch.no_grad():
             return Estimate(images=n, flops=n * count_flops(lambda: model.eval()(x)))
 

@@ -71,7 +71,8 @@ class Finetune(PhaseKind):
         ds = ctx.dataset(step.inputs["data"])
         if k.new_head:
             gen = torch.Generator().manual_seed(head_seed(k.seed, k.task))
-            new_head(model, n_outputs(ds.task_type, ds.n_classes), image_size=int(ds.images.shape[-1]), generator=gen)
+            size = k.phase.resolution[1] if k.phase.resolution else int(ds.images.shape[-1])  # the model sees crops
+            new_head(model, n_outputs(ds.task_type, ds.n_classes), image_size=size, generator=gen)
         val = None
         if k.phase.monitor is not None:
             val = ds.indices("val")
