@@ -122,7 +122,7 @@ class Calibration:
     """The time model of the dry run, measured on this machine's device."""
 
     flops_per_s: float  # training throughput of the full backbone (the engine's own loop)
-    build_s: float  # building (or loading) the backbone once
+    build_s: float  # building the backbone and saving + loading its weights, once per step that runs it
     epoch_overhead_s: float  # the engine's fixed cost per epoch (FLOP-free head phase, checkpoint included)
     note: str
     batch_overhead_s: float = 0.0  # the engine's fixed cost per batch (Python, optimizer bookkeeping)
@@ -142,8 +142,14 @@ def calibrate(exp, runtime) -> Calibration:
     from .estimate import probe_flops_per_second
 
     fps, probe = probe_flops_per_second(exp, runtime)
+    from safetensors.torch import load_file, save_file
+
     t0 = time.perf_counter()
     model = build(exp.backbone.name, Surgery("all", "random"), n_outputs=1, image_size=32)
+    with tempfile.TemporaryDirectory() as d:  # each step that runs a model loads its weights (and saves new ones)
+        f = str(Path(d) / "w.safetensors")
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, f)
+        model.load_state_dict(load_file(f))
     build_s = time.perf_counter() - t0
     e = exp.engine
     # head-only phases on 16 tiny images cost ~0 FLOPs: their time is the engine's overhead, per epoch
@@ -160,7 +166,7 @@ def calibrate(exp, runtime) -> Calibration:
             per_epoch[bs] = res.loop_seconds / epochs
     batch = max(0.0, (per_epoch[4] - per_epoch[16]) / 3)
     overhead = max(0.0, per_epoch[16] - batch)
-    note = (f"{probe}; model build {build_s:.2f} s; engine overhead {overhead * 1e3:.1f} ms/epoch + "
+    note = (f"{probe}; model build + weights I/O {build_s:.2f} s; engine overhead {overhead * 1e3:.1f} ms/epoch + "
             f"{batch * 1e3:.2f} ms/batch")
     return Calibration(fps, build_s, overhead, note, batch)
 
