@@ -208,3 +208,12 @@ def test_energy_budget_without_recorded_energy_is_not_judged(tmp_path, fake):
     assert not rec.role.str.startswith("cheapest (no strategy").any()  # never "nothing fits" on unknown costs
     best = rec[(rec.task == "tumor_type") & (rec.role == "best")].sentence.iloc[0]
     assert "energy not recorded" in best and "0 kWh" not in best
+
+
+def test_the_python_api_returns_the_recommendation(run):
+    """`medapt.open_run(dir).recommendation` is the report's table (what `medapt.run` returns too)."""
+    from medapt import open_run
+
+    rec = open_run(run).recommendation
+    assert rec.equals(recommendation_table(run))
+    assert rec.set_index(["task", "role"]).loc[("tumor_type", "best"), "strategy"] == "DA"

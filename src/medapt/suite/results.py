@@ -61,17 +61,10 @@ class RunTables:
 
     @property
     def recommendation(self) -> pd.DataFrame:
-        """The report's recommendation (best by external AUC, best within budget) as a table.
-
-        LEAD: wired to the report's recommendation when that module is present (issue 16, point 1);
-        an empty DataFrame with a note in ``attrs`` otherwise.
-        """
-        fn = _recommendation_provider()
-        if fn is None:
-            df = pd.DataFrame()
-            df.attrs["note"] = "this medapt has no recommendation table yet (see the report)"
-            return df
-        return fn(Path(self.run_dir))
+        """The report's recommendation as a table (:func:`medapt.report.recommendation_table`): per
+        task, the best strategy by external AUC, the best within the budget of the run's config and
+        the cheapest not significantly worse, each with its cost and the report's sentence."""
+        return _recommendation_provider()(Path(self.run_dir))
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -99,16 +92,10 @@ class RunTables:
 
 
 def _recommendation_provider():
-    """The report's function ``run_dir -> DataFrame`` for the recommendation, if this medapt has one."""
-    import importlib
+    """The report's function ``run_dir -> DataFrame`` for the recommendation (medapt.report)."""
+    from ..report import recommendation_table
 
-    for module, attr in (("medapt.report.recommend", "recommendation_table"),
-                         ("medapt.report.recommendation", "recommendation_table")):
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            continue
-    return None
+    return recommendation_table
 
 
 @dataclass
