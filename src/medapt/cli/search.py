@@ -29,7 +29,7 @@ def register(sub) -> None:
     p = sub.add_parser("similarity", help="SVCCA / PWCCA / CKA per unit between two models on the same images",
                        description="Compare two models of one backbone (e.g. ImageNet weights and a DAPT or fine-tuned "
                        "model from a run's steps/*/<hash>/weights.safetensors) unit by unit on the same images, in "
-                       "float64 (centre, SVD to 99%% variance, CCA). Prints one row per cut point and method.")
+                       "float64 (centre, SVD to 99 % variance, CCA). Prints one row per cut point and method.")
     p.add_argument("--backbone", required=True, help="timm name (e.g. resnet50) or torchvision:<name>")
     p.add_argument("--a", required=True, metavar="WEIGHTS",
                    help="imagenet | embedded | random | a medapt weights.safetensors")
