@@ -64,7 +64,8 @@ def test_float16_memmap_is_read_batch_by_batch(resnet18, tmp_path):
     assert store.largest == 2
     expected = features_at_cut_points(resnet18, x16[rows].astype(np.float32), cut_points=[1, 9])
     for k in (1, 9):
-        np.testing.assert_allclose(f[k], expected[k], rtol=1e-6, atol=1e-6)
+        # float32 convolutions of batches of 2 vs one batch of 5 sum in another order: ~2e-6 apart
+        np.testing.assert_allclose(f[k], expected[k], rtol=1e-5, atol=1e-5)
 
 
 def test_a_crash_leaves_no_feature_files(toys, tmp_path):

@@ -32,36 +32,41 @@ def _data(n: int):
     return x, y
 
 
-def _train(tmp: str, spec: str, cache: str, n: int, name: str) -> dict:
+def _train(tmp: str, spec: str, cache: str, n: int, name: str, opt: str = "adam") -> dict:
     x, y = _data(n)
     torch.manual_seed(0)
     m = build("resnet18")
-    train_phase(m, Phase("p", spec, 1e-3, 2, batch_size=4), x, y, task_type="binary", workdir=Path(tmp) / name,
+    train_phase(m, Phase("p", spec, 1e-3, 2, batch_size=4, optimizer=opt), x, y, task_type="binary", workdir=Path(tmp) / name,
                 cfg=EngineConfig(cache=cache, progress=False), runtime=Runtime("cpu"))
     return m.state_dict()
 
 
-def _worker(rank: int, world: int, port: int, tmp: str, spec: str, cache: str, n: int) -> None:
+def _worker(rank: int, world: int, port: int, tmp: str, spec: str, cache: str, n: int, opt: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        sd = _train(tmp, spec, cache, n, f"rank{rank}")
+        sd = _train(tmp, spec, cache, n, f"rank{rank}", opt)
         torch.save(sd, os.path.join(tmp, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("spec, cache, n", [("last:2", "auto", 16), ("all", "off", 16), ("last:2", "off", 17)])
-def test_ddp_equals_the_single_process_run(tmp_path, spec, cache, n):
+# The whole network trains with SGD: Adam divides each gradient by its running RMS, so a weight whose
+# gradient is ~0 moves by up to ±lr on the sign of a rounding difference (all-reduce vs one process
+# sum in another order) — 2e-3 apart at lr 1e-3 on a random ResNet18 with live residual branches.
+# SGD's step is linear in the gradient, so the comparison sees the all-reduce's rounding only.
+@pytest.mark.parametrize("spec, cache, n, opt", [("last:2", "auto", 16, "adam"), ("all", "off", 16, "sgd"),
+                                                 ("last:2", "off", 17, "adam")])
+def test_ddp_equals_the_single_process_run(tmp_path, spec, cache, n, opt):
     # n = 17 with batch 4: the last global batch has one image, so one rank trains on none
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), spec, cache, n), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), spec, cache, n, opt), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the ranks ran
     try:
-        single = _train(str(tmp_path), spec, cache, n, "single")
+        single = _train(str(tmp_path), spec, cache, n, "single", opt)
     finally:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

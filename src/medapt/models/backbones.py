@@ -125,7 +125,9 @@ def unzero_bn_gammas_(model: nn.Module) -> list[str]:
     changed = []
     for name, m in model.named_modules():
         w = getattr(m, "weight", None)
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and w is not None and bool((w == 0).any()):
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or w is None or w.is_meta:  # meta: shapes only
+            continue
+        if bool((w == 0).any()):
             w[w == 0] = 1.0
             changed.append(name)
     return changed

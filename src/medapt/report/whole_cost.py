@@ -48,6 +48,10 @@ def whole_costs(costs: pd.DataFrame | None, order: list[str]) -> pd.DataFrame:
     if costs is not None and len(costs):
         steps = sorted(set(costs["step"].astype(str)))
         ex = expand_shared(costs, tuple(steps))
+        for s in dict.fromkeys(ex["strategy"].astype(str)):  # a user named only in `shared_by` (e.g. a search)
+            if s not in rec:
+                names.append(s)
+                rec[s] = dict.fromkeys(cols, 0.0) | {"strategy": s, "energy_sources": "", "n_seeds": 0}
         ex["seconds"], ex["kwh"] = _num(ex, "seconds"), _num(ex, "kwh")
         n_seeds = ex.groupby("strategy")["seed"].nunique()
         for (s, kind), g in ex.groupby(["strategy", "step"], sort=False):
