@@ -183,7 +183,8 @@ def locate_model(run_dir: str | Path, strategy: str, *, seed: int | None = None,
         model.head = FeatureMLPHead(mlp_from_state_dict(sd, "mlp."), sd["feature_mean"], sd["feature_std"])
         model.head.mlp.load_state_dict({k.removeprefix("mlp."): v for k, v in sd.items() if k.startswith("mlp.")})
         info = store.result(hstep.inputs["data"])
-        what = f"{head} head on task {task} (frozen GAP features, standardised)"
+        standardised = bool(sd["feature_mean"].abs().max() > 0 or (sd["feature_std"] != 1).any())
+        what = f"{head} head on task {task} (frozen GAP features{', standardised' if standardised else ', raw'})"
         used_task = task
         spec = exp.data.targets[task].dataset
     model.eval()
