@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--b", required=True, metavar="WEIGHTS", help="the second model's weights (same forms)")
     p.add_argument("--images", required=True,
                    help="a .npy array (N, 3, H, W) normalised for the backbone, or a prepared dataset folder "
-                   "(data/prepared/<name>-<hash>)")
+                   "(<data.root>/<name>-<hash>, e.g. .medapt-cache/data/phantom-<hash>)")
     p.add_argument("--split", default="train,val",
                    help="prepared dataset: the splits whose images are used (default train,val)")
     p.add_argument("--methods", default="svcca,pwcca,cka", help="comma-separated: svcca, pwcca, cka (default all)")
