@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..evaluate.convergence import CONVERGENCE_PREFIXES
-from .figures import _colours, _png
+from .figures import _colours
 from .html import _e, _fmt, _slug, _table
 from .sections import ReportContext, section
 
@@ -31,7 +31,7 @@ def _median(v: pd.Series) -> float:
     return float(v.median()) if len(v) else math.nan
 
 
-def steps_to_threshold_plot(table: pd.DataFrame, strategies: list[str], title: str) -> bytes:
+def steps_to_threshold_plot(table: pd.DataFrame, strategies: list[str], title: str) -> Figure:
     """Bars: median epochs to each threshold per strategy (Transfusion's "steps to threshold"); an
     ``×`` marks a strategy that reached the threshold in no seed."""
     thresholds = sorted(table["threshold"].unique())
@@ -53,7 +53,7 @@ def steps_to_threshold_plot(table: pd.DataFrame, strategies: list[str], title: s
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 @section("convergence", 27)
@@ -86,7 +86,7 @@ def convergence_section(ctx: ReportContext) -> str:
         table["order"] = table["strategy"].map({s: i for i, s in enumerate(strategies)})
         table = table.sort_values(["threshold", "order"], kind="stable").drop(columns="order")
         parts.append(f"<h3>{_e(task)}</h3>")
-        parts.append(ctx.figs.add(_slug("convergence", task),
+        parts.append(ctx.figs.add_figure(_slug("convergence", task),
                                   steps_to_threshold_plot(table, strategies, f"{task} — epochs to validation AUC"),
                                   f"Epochs until the validation ROC-AUC first reaches each threshold, task {task} "
                                   "(median over seeds; × = not reached)."))

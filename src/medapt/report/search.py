@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import _colours, _png
+from .figures import _colours
 from .html import _e, _fmt, _table
 from .sections import ReportContext, section
 
@@ -29,7 +29,7 @@ def _read(ctx: ReportContext, name: str) -> pd.DataFrame | None:
         return None
 
 
-def search_figure(df: pd.DataFrame, title: str) -> bytes:
+def search_figure(df: pd.DataFrame, title: str) -> Figure:
     """Validation metric (fine-tuned candidates) and probe score vs cut point; the kept backbone
     parameters on a second axis (log scale); the chosen cut point of each method marked."""
     fig = Figure(figsize=(8.0, 5.0))
@@ -69,7 +69,7 @@ def search_figure(df: pd.DataFrame, title: str) -> bytes:
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 @section("search", 27)
@@ -94,7 +94,7 @@ def search_section(ctx: ReportContext) -> str:
                  "search wall time (s)": _fmt(_search_seconds(df[df["method"] == r["method"]]))}
                 for _, r in chosen.iterrows()]
         parts.append(_table(pd.DataFrame(rows), left=("method", "chosen", "unit")))
-    parts.append(ctx.figs.add("search", search_figure(df, "Validation metric vs cut point"),
+    parts.append(ctx.figs.add_figure("search", search_figure(df, "Validation metric vs cut point"),
                               "Validation metric of each candidate vs cut point (circled: chosen); grey: "
                               "parameters of the kept units (second axis)."))
     cols = [c for c in ("method", "candidate", "role", "cut_point", "unit", "val_auroc", "val_auprc", "probe_score",
@@ -114,7 +114,7 @@ def _search_seconds(g: pd.DataFrame) -> float:
     return total
 
 
-def similarity_figure(df: pd.DataFrame, method: str, order: list[str]) -> bytes:
+def similarity_figure(df: pd.DataFrame, method: str, order: list[str]) -> Figure:
     fig = Figure(figsize=(8.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     strategies = [s for s in order if s in set(df["strategy"])] + sorted(set(df["strategy"]) - set(order))
@@ -130,7 +130,7 @@ def similarity_figure(df: pd.DataFrame, method: str, order: list[str]) -> bytes:
     ax.legend(fontsize=7)
     ax.set_title(f"{method}: which units DAPT moved (1 = unchanged)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 @section("similarity", 28)
@@ -146,7 +146,7 @@ def similarity_section(ctx: ReportContext) -> str:
              "With fewer images than a unit's channels the value is computed at the rank the data supports "
              "and the note says so (SVCCA/PWCCA are then inflated).</p>"]
     for m in [x for x in ("svcca", "pwcca", "cka") if x in set(df["method"])]:
-        parts.append(ctx.figs.add(f"similarity_{m}", similarity_figure(df, m, ctx.order),
+        parts.append(ctx.figs.add_figure(f"similarity_{m}", similarity_figure(df, m, ctx.order),
                                   f"{m} per unit between ImageNet and each DAPT strategy's weights."))
     wide = df.groupby(["strategy", "method", "cut_point"])["value"].mean().unstack("cut_point")
     wide.columns = [f"k={c}" for c in wide.columns]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate.paired import CELL, cell_table, delong_per_seed, paired_tests, replicates
-from .figures import _colours, _png
+from .figures import _colours
 from .html import _e, _fmt, _missing, _slug, _table
 from .sections import ReportContext, log, section
 
@@ -97,7 +97,7 @@ def study_section(ctx: ReportContext) -> str:
     return "\n".join(parts)
 
 
-def shots_figure(cells: pd.DataFrame, title: str) -> bytes:
+def shots_figure(cells: pd.DataFrame, title: str) -> Figure:
     """AUC vs shots (log scale; ``full`` drawn at the right) per method/source, with t-intervals."""
     from matplotlib.figure import Figure
 
@@ -127,7 +127,7 @@ def shots_figure(cells: pd.DataFrame, title: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(title)
-    return _png(fig)
+    return fig
 
 
 @section("fewshot", 16)
@@ -141,7 +141,7 @@ def fewshot_section(ctx: ReportContext) -> str:
              '<p class="note">Test AUC against the number of training images per class (patient-level draws of '
              "the training split; Cherti &amp; Jitsev), mean and t-interval over seeds, per method and source.</p>"]
     for (head, task), g in cells.groupby(["head", "task"], sort=False):
-        parts.append(ctx.figs.add(_slug("fewshot", task, head), shots_figure(g, f"{task} — head {head}"),
+        parts.append(ctx.figs.add_figure(_slug("fewshot", task, head), shots_figure(g, f"{task} — head {head}"),
                                   f"Test ROC-AUC vs shots, task {task}, head {head}."))
     return "\n".join(parts)
 
