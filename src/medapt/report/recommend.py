@@ -31,17 +31,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, MedaptError
-from ..evaluate.bootstrap import bootstrap_auc_ci
 from ..evaluate.delong import delong_test
 from ..evaluate.summary import paired_ttest, t_interval
 from .html import fmt_energy, fmt_hours
+from .results import group_bootstrap
 
 __all__ = ["Budget", "parse_budget", "budget_of", "primary_head", "delong_pair", "ranking", "recommendation",
            "ALPHA"]
 
 #: significance level of "the difference is (not) significant"
 ALPHA = 0.05
-N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -172,17 +171,8 @@ def _bootstrap(pred: pd.DataFrame | None, strategy: str, task: str, head: str, s
     if g.empty:
         return np.nan, np.nan
     g = g[g["seed"] == g["seed"].min()]
-    cols = [c for c in g.columns if c.startswith("score_") and g[c].notna().all()]
-    lcols = [c for c in g.columns if re.fullmatch(r"label_\d+", c) and g[c].notna().any()]
     try:
-        if lcols:
-            y, kind = g[lcols].to_numpy(float), "multilabel"
-        else:
-            y, kind = g["label"].to_numpy(), "binary" if len(cols) == 2 else "multiclass"
-        groups = g["patient"].to_numpy(dtype=object) if "patient" in g else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            b = bootstrap_auc_ci(y, g[cols].to_numpy(float), kind, groups=groups, n_boot=N_BOOT, seed=0)
+        b = group_bootstrap(g)
         return float(b["ci_low"]), float(b["ci_high"])
     except (MedaptError, ValueError):
         return np.nan, np.nan

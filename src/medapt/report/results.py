@@ -32,24 +32,30 @@ def _image_bootstrap(pred: pd.DataFrame | None) -> dict:
     out: dict = {}
     if pred is None or pred.empty:
         return out
-    score_cols = [c for c in pred.columns if c.startswith("score_")]
-    label_cols = [c for c in pred.columns if re.fullmatch(r"label_\d+", c)]
     for key, g in pred.groupby(["strategy", "head", "task", "split"], sort=False):
         key = tuple(str(k) for k in key)
-        cols = [c for c in score_cols if g[c].notna().all()]
-        lcols = [c for c in label_cols if g[c].notna().any()]
         try:
-            if lcols:
-                y, task_type = g[lcols].to_numpy(float), "multilabel"
-            else:
-                y, task_type = g["label"].to_numpy(), "binary" if len(cols) == 2 else "multiclass"
-            groups = g["patient"].to_numpy(dtype=object) if "patient" in g else None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[key] = bootstrap_auc_ci(y, g[cols].to_numpy(float), task_type, groups=groups, n_boot=N_BOOT, seed=0)
+            out[key] = group_bootstrap(g)
         except (MedaptError, ValueError) as exc:
             log.info("report: no bootstrap CI for %s: %s", key, exc)
     return out
+
+
+def group_bootstrap(g: pd.DataFrame) -> dict:
+    """:func:`bootstrap_auc_ci` of one model's final-epoch predictions on one split (rows of
+    ``predictions.csv``): the ``score_*`` columns present in every row, the ``label_<i>`` targets
+    when the task is multi-label, patients as the resampling unit when known. Raises
+    :class:`MedaptError` / ``ValueError`` when the AUC is undefined."""
+    cols = [c for c in g.columns if c.startswith("score_") and g[c].notna().all()]
+    lcols = [c for c in g.columns if re.fullmatch(r"label_\d+", c) and g[c].notna().any()]
+    if lcols:
+        y, task_type = g[lcols].to_numpy(float), "multilabel"
+    else:
+        y, task_type = g["label"].to_numpy(), "binary" if len(cols) == 2 else "multiclass"
+    groups = g["patient"].to_numpy(dtype=object) if "patient" in g else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bootstrap_auc_ci(y, g[cols].to_numpy(float), task_type, groups=groups, n_boot=N_BOOT, seed=0)
 
 
 def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[str, pd.DataFrame, pd.DataFrame]:
