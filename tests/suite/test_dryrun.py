@@ -100,3 +100,62 @@ def test_report_projection_section(tmp_path):
     html = projection_section(ctx)
     assert "<h2>Projection</h2>" in html and "projected 6.0 s" in html and "took 5.0 s" in html
     assert "pretrain/aa" in html and "0.83" in html  # 5 / 6
+
+
+# --- the time model's probes (issue 15 §5) ------------------------------------------------------------
+
+def test_calibration_projects_forward_flops_at_the_inference_rate():
+    from medapt.suite.dryrun import Calibration
+
+    cal = Calibration(flops_per_s=1e9, build_s=0.5, epoch_overhead_s=0.01, note="", batch_overhead_s=0.001,
+                      forward_flops_per_s=4e9)
+    assert cal.seconds(2e9) == pytest.approx(2.0)  # training FLOPs at the training rate
+    assert cal.seconds(2e9, forward_flops=2e9) == pytest.approx(0.5)  # all forward: the inference rate
+    assert cal.seconds(3e9, forward_flops=2e9, models=2, epochs=10, batches=100) == pytest.approx(
+        1.0 + 0.5 + 1.0 + 0.1 + 0.1)
+    no_fwd = Calibration(1e9, 0.0, 0.0, "")  # not measured: forward FLOPs at the training rate
+    assert no_fwd.seconds(2e9, forward_flops=2e9) == pytest.approx(2.0)
+
+
+def test_time_preparation_reads_the_first_images_and_names_the_folder(tmp_path):
+    from medapt.data import prepare_dataset
+    from medapt.data.prepare import prepared_folder, time_preparation
+    from medapt.data.spec import SplitSpec
+
+    spec = {"format": "phantom", "task": "grade", "n_per_class": 12}
+    fixed, per_image = time_preparation(spec, image_size=32)
+    assert fixed >= 0 and per_image > 0
+    assert time_preparation({"format": "folder", "path": str(tmp_path / "nope"), "classes": ["a", "b"]},
+                            image_size=32) is None  # not readable: not timed, no error
+    folder = prepared_folder(spec, tmp_path / "data", image_size=32, split=SplitSpec())
+    assert not folder.exists()
+    ds = prepare_dataset(spec, tmp_path / "data", image_size=32, split=SplitSpec(), progress=False)
+    assert folder.resolve() == ds.path.resolve()
+
+
+def test_head_probe_scales_with_epochs():
+    from medapt.suite.kinds.head import head_seconds
+
+    fixed, per_epoch = head_seconds("model1", 64, 3, "multiclass", 48, [16, 12], 16, False)
+    assert fixed >= 0 and per_epoch > 0
+    fixed_ml, per_epoch_ml = head_seconds("linear", 32, 4, "multilabel", 24, [8], None, True)
+    assert fixed_ml >= 0 and per_epoch_ml > 0
+
+
+def test_dry_run_times_preparation_and_heads_by_probes(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, strategies=["ImageNet"])
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "dry"), "--dry-run", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_kind = {}
+    for r in rows[:-1]:
+        by_kind.setdefault(r["kind"], []).append(r)
+    assert all(r["seconds"] > 0 for r in by_kind["prepare"])  # measured on the first images, not 0
+    assert all(r["seconds"] > 0 for r in by_kind["head"]) and all(r["seconds"] > 0 for r in by_kind["inference"])
+    # once the data is prepared (here by a run in another run directory), preparing it costs nothing
+    run_experiment(path, out=tmp_path / "run", report=False)
+    assert main(["run", str(path), "--out", str(tmp_path / "dry2"), "--dry-run", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    prepared = [r["seconds"] for r in rows if r["kind"] == "prepare"]
+    assert prepared and prepared == [0.0] * len(prepared)

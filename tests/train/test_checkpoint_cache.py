@@ -111,3 +111,28 @@ def test_engine_bounds_caches_and_recomputes_evicted_ones(data, tmp_path, caplog
     with caplog.at_level(logging.INFO, logger="medapt"):
         run(x, "c")  # needs the evicted cache again: recomputed, not a hit
     assert "cache hit" not in caplog.text
+
+
+@pytest.mark.parametrize("bn_policy", ["frozen", "train"])
+def test_checkpoint_holds_only_what_the_phase_can_change(data, tmp_path, bn_policy):
+    """Trainable parameters, and BatchNorm statistics only where BatchNorm runs in train mode: a
+    head-only phase under frozen BN pickles the head, not every running mean of the backbone."""
+    from medapt.strategies import apply_phase
+    from medapt.train.validate import changing_state
+
+    x, y = data
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    phase = Phase("p", "last:1", 1e-2, 2)
+    train_phase(model, phase, x, y, task_type="binary", workdir=tmp_path / "run",
+                cfg=EngineConfig(progress=False, bn_policy=bn_policy, cache="off"))
+    saved = set(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"])
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed <= saved  # nothing that moved is missing from the checkpoint (resume stays exact)
+    bn_stats = {k for k in saved if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    if bn_policy == "frozen":
+        assert not bn_stats and saved == {n for n, p in model.named_parameters() if p.requires_grad}
+    else:
+        assert bn_stats and len(bn_stats) == len([k for k in before if k.endswith("running_mean")]) * 3
+    apply_phase(model, phase, bn_policy)
+    assert set(changing_state(model)) == saved

@@ -53,6 +53,8 @@ __all__ = [
     "LAYOUT_VERSION",
     "PREPARED_FILES",
     "verify_prepared",
+    "time_preparation",
+    "prepared_folder",
 ]
 
 log = logging.getLogger(__name__)
@@ -248,6 +250,30 @@ def _norm_stats(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def _destination(spec, root: Path, image_size: int, channels: int, mean, std, split) -> tuple[Path, dict, str]:
+    """Where ``spec`` prepared with these settings lives (``root/<format>-<key>``), the settings, the key."""
+    if image_size < 8 or image_size > 4096:
+        raise ConfigError(f"image_size must be in [8, 4096], got {image_size}")
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    mean_a, std_a = _norm_stats(mean, std, channels)
+    settings = {
+        "image_size": int(image_size), "channels": int(channels),
+        "mean": [round(float(x), 8) for x in mean_a], "std": [round(float(x), 8) for x in std_a],
+        "split": split.model_dump() if split is not None else None,
+    }
+    key = dataset_key(spec, settings)
+    return Path(root) / f"{spec.format}-{key[:16]}", settings, key
+
+
+def prepared_folder(spec, root: Path, *, image_size: int, channels: int = 3, mean: tuple[float, ...] = IMAGENET_MEAN,
+                    std: tuple[float, ...] = IMAGENET_STD, split: SplitSpec | None = None) -> Path:
+    """The folder :func:`prepare_dataset` would write (or reuse) for these arguments; nothing is read."""
+    from .spec import parse_dataset_spec
+
+    return _destination(parse_dataset_spec(spec), root, image_size, channels, mean, std, split)[0]
+
+
 def prepare_dataset(
     spec: BaseModel,
     root: Path,
@@ -286,20 +312,10 @@ def prepare_dataset(
     from .spec import parse_dataset_spec
 
     spec = parse_dataset_spec(spec)
-    if image_size < 8 or image_size > 4096:
-        raise ConfigError(f"image_size must be in [8, 4096], got {image_size}")
-    if channels not in (1, 3):
-        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    final, settings, key = _destination(spec, root, image_size, channels, mean, std, split)
     mean_a, std_a = _norm_stats(mean, std, channels)
-    settings = {
-        "image_size": int(image_size), "channels": int(channels),
-        "mean": [round(float(x), 8) for x in mean_a], "std": [round(float(x), 8) for x in std_a],
-        "split": split.model_dump() if split is not None else None,
-    }
-    key = dataset_key(spec, settings)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{spec.format}-{key[:16]}"
 
     if final.exists():
         try:
@@ -328,6 +344,49 @@ def prepare_dataset(
             _remove(tmp)
     log.info("prepared %s", final)
     return load_prepared(final)
+
+
+def time_preparation(spec, *, image_size: int, channels: int = 3, mean: tuple[float, ...] = IMAGENET_MEAN,
+                     std: tuple[float, ...] = IMAGENET_STD, warmup: int = 4,
+                     sample: int = 16) -> tuple[float, float] | None:
+    """Measured (fixed, per-image) seconds of preparing ``spec``: open the source, then read,
+    decode, preprocess and hash its first ``warmup + sample`` images (written nowhere); the
+    per-image time comes from the last ``sample`` (the first ones carry one-off costs, counted
+    as fixed). ``None`` when the source cannot be read yet or has no image.
+    """
+    from .spec import parse_dataset_spec
+
+    try:
+        spec = parse_dataset_spec(spec)
+        mean_a, std_a = _norm_stats(mean, std, channels)
+        t0 = time.perf_counter()
+        source = READERS.get(spec.format).read(spec, ReadContext(image_size=int(image_size)))
+        items = iter_checked(source, skip_bad=True, skipped=[])
+        t1 = time.perf_counter()
+        n, t_warm = 0, None
+        for rec in items:
+            vr = rec.value_range
+            if vr is None and source.intensity == "dtype":
+                vr = dtype_range(rec.image)
+            arr = preprocess(rec.image, value_range=vr, size=int(image_size), channels=channels, mean=mean_a,
+                             std=std_a, name=rec.source)
+            hashlib.sha256(np.ascontiguousarray(arr).tobytes()).digest()
+            n += 1
+            if n == warmup:
+                t_warm = time.perf_counter()
+            if n >= warmup + sample:
+                break
+        t2 = time.perf_counter()
+    except Exception as exc:  # a dry run must not fail on a source it cannot read yet
+        log.debug("preparation not timed (%s: %s)", type(exc).__name__, exc)
+        return None
+    if n == 0:
+        return None
+    if t_warm is None or n == warmup:  # fewer images than the warm-up: all of them count
+        per_image = (t2 - t1) / n
+        return t1 - t0, per_image
+    per_image = (t2 - t_warm) / (n - warmup)
+    return (t1 - t0) + max(0.0, (t_warm - t1) - warmup * per_image), per_image
 
 
 def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress: bool) -> None:

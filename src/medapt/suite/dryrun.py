@@ -126,10 +126,16 @@ class Calibration:
     epoch_overhead_s: float  # the engine's fixed cost per epoch (FLOP-free head phase, checkpoint included)
     note: str
     batch_overhead_s: float = 0.0  # the engine's fixed cost per batch (Python, optimizer bookkeeping)
+    forward_flops_per_s: float = 0.0  # inference throughput (no gradients, eval batch size); 0: as training
 
-    def seconds(self, flops: float, *, models: int = 0, epochs: int = 0, batches: int = 0) -> float:
-        return (float(flops) / self.flops_per_s + models * self.build_s + epochs * self.epoch_overhead_s
-                + batches * self.batch_overhead_s)
+    def seconds(self, flops: float, *, models: int = 0, epochs: int = 0, batches: int = 0,
+                forward_flops: float = 0.0) -> float:
+        """Projected seconds: training FLOPs at the training FLOP/s, ``forward_flops`` (the part of
+        ``flops`` that runs without gradients) at the inference FLOP/s, plus the fixed costs."""
+        fwd = min(float(forward_flops), float(flops))
+        fwd_rate = self.forward_flops_per_s or self.flops_per_s
+        return ((float(flops) - fwd) / self.flops_per_s + fwd / fwd_rate + models * self.build_s
+                + epochs * self.epoch_overhead_s + batches * self.batch_overhead_s)
 
 
 def calibrate(exp, runtime) -> Calibration:
@@ -166,9 +172,35 @@ def calibrate(exp, runtime) -> Calibration:
             per_epoch[bs] = res.loop_seconds / epochs
     batch = max(0.0, (per_epoch[4] - per_epoch[16]) / 3)
     overhead = max(0.0, per_epoch[16] - batch)
-    note = (f"{probe}; model build + weights I/O {build_s:.2f} s; engine overhead {overhead * 1e3:.1f} ms/epoch + "
-            f"{batch * 1e3:.2f} ms/batch")
-    return Calibration(fps, build_s, overhead, note, batch)
+    fwd_fps, fwd_note = _forward_flops_per_second(exp, runtime)
+    note = (f"{probe}; {fwd_note}; model build + weights I/O {build_s:.2f} s; engine overhead "
+            f"{overhead * 1e3:.1f} ms/epoch + {batch * 1e3:.2f} ms/batch")
+    return Calibration(fps, build_s, overhead, note, batch, fwd_fps)
+
+
+def _forward_flops_per_second(exp, runtime) -> tuple[float, str]:
+    """Inference throughput of the full backbone: forward passes without gradients at the engine's
+    evaluation batch size (capped at 32 images), the first excluded, median of three; in FLOP/s."""
+    import torch
+
+    from ..cost import count_flops
+    from ..models import build
+
+    size, n = exp.data.image_size, min(32, int(exp.engine.eval_batch_size))
+    model = build(exp.backbone.name, n_outputs=1, image_size=size).eval()
+    runtime.prepare_model(model)
+    x = runtime.to_device(torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        fpi = count_flops(lambda: model.features(x[:1]))
+        times = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            model.features(x)
+            if runtime.device_type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    ips = n / float(np.median(times[1:]))
+    return ips * fpi, f"{ips:.0f} img/s inference"
 
 
 _MODEL_KINDS = ("init", "pretrain", "finetune", "extract", "evaluate", "inference")

@@ -38,9 +38,17 @@ class Estimator:
 
     exp: Any
     store: Any
+    data_root: Path | None = None  # where prepared datasets live (a prepared one is reused, not timed)
     _sizes: dict[str, Any] = field(default_factory=dict)
     _models: dict[tuple, UnitModel] = field(default_factory=dict)
     size_notes: list[str] = field(default_factory=list)  # datasets sized from declared/paper counts
+    _probes: dict[tuple, Any] = field(default_factory=dict)
+
+    def probe(self, key: tuple, measure) -> Any:
+        """``measure()`` once per ``key``: kinds time a short real run once per distinct shape."""
+        if key not in self._probes:
+            self._probes[key] = measure()
+        return self._probes[key]
 
     @property
     def image_size(self) -> int:
@@ -94,12 +102,12 @@ class Estimator:
 def probe_flops_per_second(exp, runtime) -> tuple[float, str]:
     """Measure training throughput of the full backbone with the engine itself; convert to FLOP/s.
 
-    Four epochs of 8 random images (one batch each) with the cache off; the first epoch is
-    warm-up and excluded; the median of the other three is the time per batch.
+    Six epochs of 16 random images (two batches of 8 each) with the cache off; the first epoch is
+    warm-up and excluded; the median of the other five is the time per epoch.
     """
-    size, n = exp.data.image_size, 8
+    size, n = exp.data.image_size, 16
     model = build(exp.backbone.name, n_outputs=1, image_size=size)
-    phase = Phase("probe", "all", lr=1e-6, epochs=4, batch_size=n)
+    phase = Phase("probe", "all", lr=1e-6, epochs=6, batch_size=8)
     x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
     y = np.zeros(n, np.int64)
     cfg = EngineConfig(bn_policy=exp.engine.bn_policy, cache="off", progress=False)
@@ -121,15 +129,17 @@ def project_plan(plan, ctx) -> list[dict[str, Any]]:
     cal = calibrate(ctx.experiment, ctx.runtime)
     flops_per_s, probe = cal.flops_per_s, cal.note
     log.info("dry run: calibration %s (%.1fs)", probe, time.perf_counter() - t0)
-    est = Estimator(ctx.experiment, ctx.store)
+    est = Estimator(ctx.experiment, ctx.store, ctx.data_root)
     rows = []
     for s in plan.steps:
         status = "done" if ctx.store.done(s) else ("partial" if ctx.store.partial(s).exists() else "to run")
         e = KINDS.get(s.kind).estimate(s, est)
         seconds = 0.0
-        if status != "done" and (e.flops or step_models(s) or step_epochs(s)):
+        if status != "done" and e.seconds is not None:  # the kind's own measured probe
+            seconds = e.seconds
+        elif status != "done" and (e.flops or step_models(s) or step_epochs(s)):
             seconds = cal.seconds(e.flops or 0.0, models=step_models(s), epochs=step_epochs(s),
-                                  batches=step_batches(s, e.images))
+                                  batches=step_batches(s, e.images), forward_flops=e.forward_flops)
         rows.append({"id": s.id, "kind": s.kind, "label": s.label, "users": list(s.users), "status": status,
                      "images": e.images, "flops": e.flops, "seconds": seconds, "hash": s.hash})
     for p in pending(plan):

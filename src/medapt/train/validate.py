@@ -20,13 +20,25 @@ MONITOR_METRIC = {"auroc": "auc", "auprc": "auprc", "loss": "loss"}
 
 
 def changing_state(model: UnitModel) -> dict[str, torch.Tensor]:
-    """What a phase can change: trainable parameters and the buffers (BN statistics).
+    """What a phase can change: trainable parameters and the buffers of modules in training mode
+    (the running statistics of BatchNorms that train).
 
-    Frozen parameters are left out, so a 1000-epoch head-only phase writes kilobytes per
-    epoch, not the whole backbone; they are restored from the phase's starting weights.
+    Frozen parameters and the buffers of modules in eval mode (frozen BatchNorm statistics never
+    move) are left out, so a 1000-epoch head-only phase writes kilobytes per epoch, not the
+    whole backbone, and pickles a handful of tensors, not every BN buffer; they are restored
+    from the phase's starting weights.
     """
-    keep = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
+    out: dict[str, torch.Tensor] = {}
+    for mname, m in model.named_modules():  # one walk, not a whole state_dict() per checkpoint
+        pre = f"{mname}." if mname else ""
+        for n, p in m.named_parameters(recurse=False):
+            if p.requires_grad:
+                out[pre + n] = p.detach().cpu().clone()
+        if m.training:
+            for n, b in m.named_buffers(recurse=False):
+                if n not in m._non_persistent_buffers_set:  # as in state_dict()
+                    out[pre + n] = b.detach().cpu().clone()
+    return out
 
 
 class Monitor:

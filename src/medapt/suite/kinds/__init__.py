@@ -53,11 +53,20 @@ class Input:
 
 @dataclass
 class Estimate:
-    """A dry-run estimate of one step: images processed and FLOPs (``None`` = unknown)."""
+    """A dry-run estimate of one step: images processed and FLOPs (``None`` = unknown).
+
+    ``forward_flops`` is the part of ``flops`` that runs without gradients (feature extraction,
+    evaluation): the dry run projects it at the measured inference throughput.
+    ``seconds``: the kind's own projection from a probe it measured (heads: a few epochs of the
+    real head on random features of the real shapes); ``None`` = the dry run's time model
+    (FLOPs at the measured FLOP/s + model builds + engine epochs and batches, ``dryrun.Calibration``).
+    """
 
     images: int | None = None
     flops: float = 0.0
     note: str = ""
+    seconds: float | None = None
+    forward_flops: float = 0.0  # the part of ``flops`` run without gradients (projected at the inference FLOP/s)
 
 
 class StepKind:

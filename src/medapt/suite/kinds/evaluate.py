@@ -92,7 +92,8 @@ class Evaluate(StepKind):
         size = res[1] if res else est.image_size
         x = torch.zeros(1, 3, size, size)
         with torch.no_grad():
-            return Estimate(images=n, flops=n * count_flops(lambda: model.eval()(x)))
+            flops = n * count_flops(lambda: model.eval()(x))
+        return Estimate(images=n, flops=flops, forward_flops=flops)
 
     def tables(self, step, store) -> dict[str, pd.DataFrame]:
         out = super().tables(step, store)

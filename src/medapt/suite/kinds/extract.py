@@ -64,7 +64,7 @@ class Extract(StepKind):
         x = torch.zeros(1, 3, est.image_size, est.image_size)
         with torch.no_grad():
             fpi = count_flops(lambda: model.features(x))
-        return Estimate(images=size["n"], flops=size["n"] * fpi)
+        return Estimate(images=size["n"], flops=size["n"] * fpi, forward_flops=size["n"] * fpi)
 
 
 def features(store, step) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 from ...atomic import atomic_write_json
 from ...cost import inference_cost
 from ...models import UnitModel
-from . import Input, StepKind, register_kind
+from . import Estimate, Input, StepKind, register_kind
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,19 @@ class Inference(StepKind):
                               batch_sizes=(1, 32), repeats=k.repeats)
         atomic_write_json(workdir / "inference.json", cost, indent=None)
         return {"inference": cost}
+
+    def estimate(self, step, est) -> Estimate:
+        """Forward passes at batch 1 and 32: one untimed and ``repeats`` timed each (``inference_cost``),
+        on the CPU (a GPU run measures there too, not projected here)."""
+        from ...cost import count_flops
+
+        k = step.key
+        model = est.model(step.inputs["weights"], 1).eval()
+        x = torch.zeros(1, 3, k.image_size, k.image_size)
+        with torch.no_grad():
+            fpi = count_flops(lambda: model.features(x))
+        images = (1 + 32) * (1 + int(k.repeats))
+        return Estimate(images=images, flops=images * fpi, forward_flops=images * fpi)
 
     def tables(self, step, store) -> dict[str, pd.DataFrame]:
         f = store.path(step) / "inference.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data import inspect_source, parse_dataset_spec, prepare_dataset, source_classes
-from ...data.prepare import LAYOUT_VERSION
+from ...data.prepare import LAYOUT_VERSION, prepared_folder, time_preparation
 from ...data.spec import SplitSpec
 from ...errors import DataError
 from . import Estimate, StepKind, register_kind
@@ -89,4 +89,25 @@ class Prepare(StepKind):
 
     def estimate(self, step, est) -> Estimate:
         size = est.dataset(step)
-        return Estimate(images=None if size is None else size["n"])
+        if size is None:
+            return Estimate()
+        k = step.key
+        split = SplitSpec(**k.split) if k.split is not None else None
+        if est.store.done(step):
+            return Estimate(images=size["n"])
+        folder = None
+        if est.data_root is not None:
+            try:  # the folder's key hashes the source's files: only for a readable source
+                folder = prepared_folder(k.spec, est.data_root, image_size=k.image_size, channels=k.channels,
+                                         mean=tuple(k.mean), std=tuple(k.std), split=split)
+            except Exception:  # not readable yet: sized from declared counts, not timed
+                return Estimate(images=size["n"], note="preparation not timed (source not readable yet)")
+        if folder is not None and folder.exists():  # reused as it is (verified, not read again)
+            return Estimate(images=size["n"], note=f"prepared already: {folder}")
+        timed = est.probe(("prepare", step.id), lambda: time_preparation(
+            k.spec, image_size=k.image_size, channels=k.channels, mean=tuple(k.mean), std=tuple(k.std)))
+        if timed is None:
+            return Estimate(images=size["n"], note="preparation not timed (source not readable yet)")
+        fixed, per_image = timed
+        return Estimate(images=size["n"], seconds=fixed + size["n"] * per_image,
+                        note=f"{per_image * 1e3:.1f} ms/image measured on its first images")
