@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--phase1-epochs", type=int, default=50)
     ap.add_argument("--partial-epochs", type=int, default=2)
+    ap.add_argument("--only", choices=["phase1", "partial"], default=None, help="measure one of the two phases")
+    ap.add_argument("--fused-optimizer", action="store_true",
+                    help="both variants with engine.fused_optimizer (fused Adam kernels; not bitwise equal)")
     add_common_args(ap)
     args = ap.parse_args()
     if args.quick:
@@ -68,7 +71,8 @@ def main() -> None:
     rt = Runtime("cpu")
     out: dict = {"benchmark": "frozen-prefix cache", "backbone": args.backbone, "strategy": args.strategy,
                  "image_size": args.size, "n_images": args.n, "phase1_epochs": args.phase1_epochs,
-                 "partial_epochs": args.partial_epochs, "results": [], **machine(threads)}
+                 "partial_epochs": args.partial_epochs, "fused_optimizer": args.fused_optimizer, "results": [],
+                 **machine(threads)}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         counter = iter(range(10**6))
@@ -80,38 +84,49 @@ def main() -> None:
                 i = next(counter)
                 cdir = tmp / ("cache" if shared_cache else f"cache-{i}")
                 r = train_phase(model, phase, x, y, task_type="binary", workdir=tmp / f"w{i}", cache_dir=cdir,
-                                cfg=EngineConfig(cache=cache, progress=False), runtime=rt)
+                                cfg=EngineConfig(cache=cache, progress=False, fused_optimizer=args.fused_optimizer),
+                                runtime=rt)
                 assert r.cached == (cache == "auto"), r.cache_note
                 return r.loop_seconds / phase.epochs if per_epoch else r.seconds
             return fn
 
         for bs in args.batch_sizes:
             row: dict = {"batch_size": bs}
-            # phase 1: whole phase, the cache built anew in every repetition
-            p1 = _phase(args.strategy, "phase1", args.phase1_epochs, bs)
-            f_off = _flops(args, s, p1, "off")
-            f_on = _flops(args, s, p1, "auto")
-            e = p1.epochs
-            ideal = e * f_off.train / (f_on.prefix + e * f_on.train)
-            t = interleave({"off": run(p1, "off", False, False), "auto": run(p1, "auto", False, False)},
-                           reps=args.reps, warmup=args.warmup)
-            row["phase1"] = {"seconds_uncached": summary(t["off"]), "seconds_cached": summary(t["auto"]),
-                             **speedup(t["off"], t["auto"], ideal)}
-            # partial phase: seconds per epoch once the cache exists
-            p2 = _phase(args.strategy, "phase2", args.partial_epochs, bs)
-            f_off = _flops(args, s, p2, "off")
-            f_on = _flops(args, s, p2, "auto")
-            tb = time.perf_counter()
-            run(p2, "auto", True, False)()  # builds the shared cache (also the warm-up of "auto")
-            build_s = time.perf_counter() - tb
-            t = interleave({"off": run(p2, "off", True, True), "auto": run(p2, "auto", True, True)},
-                           reps=args.reps, warmup=args.warmup)
-            row["partial"] = {"epoch_seconds_uncached": summary(t["off"]), "epoch_seconds_cached": summary(t["auto"]),
-                              "first_run_seconds_incl_cache_build": round(build_s, 3),
-                              "flops_per_image_uncached": f_off.train, "flops_per_image_cached": f_on.train,
-                              **speedup(t["off"], t["auto"], f_off.train / f_on.train)}
+            if args.only != "partial":
+                row["phase1"] = _phase1(args, s, bs, run)
+            if args.only != "phase1":
+                row["partial"] = _partial(args, s, bs, run)
             out["results"].append(row)
     print(json.dumps(out))
+
+
+def _phase1(args, s, bs, run) -> dict:
+    """The head-only phase, whole: the cache built anew in every repetition."""
+    p1 = _phase(args.strategy, "phase1", args.phase1_epochs, bs)
+    f_off = _flops(args, s, p1, "off")
+    f_on = _flops(args, s, p1, "auto")
+    e = p1.epochs
+    ideal = e * f_off.train / (f_on.prefix + e * f_on.train)
+    t = interleave({"off": run(p1, "off", False, False), "auto": run(p1, "auto", False, False)},
+                   reps=args.reps, warmup=args.warmup)
+    return {"seconds_uncached": summary(t["off"]), "seconds_cached": summary(t["auto"]),
+            **speedup(t["off"], t["auto"], ideal)}
+
+
+def _partial(args, s, bs, run) -> dict:
+    """The partial phase, seconds per epoch once the cache exists."""
+    p2 = _phase(args.strategy, "phase2", args.partial_epochs, bs)
+    f_off = _flops(args, s, p2, "off")
+    f_on = _flops(args, s, p2, "auto")
+    tb = time.perf_counter()
+    run(p2, "auto", True, False)()  # builds the shared cache (also the warm-up of "auto")
+    build_s = time.perf_counter() - tb
+    t = interleave({"off": run(p2, "off", True, True), "auto": run(p2, "auto", True, True)},
+                   reps=args.reps, warmup=args.warmup)
+    return {"epoch_seconds_uncached": summary(t["off"]), "epoch_seconds_cached": summary(t["auto"]),
+            "first_run_seconds_incl_cache_build": round(build_s, 3),
+            "flops_per_image_uncached": f_off.train, "flops_per_image_cached": f_on.train,
+            **speedup(t["off"], t["auto"], f_off.train / f_on.train)}
 
 
 def _flops(args, s, phase, cache):

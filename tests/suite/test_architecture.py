@@ -147,3 +147,16 @@ def test_ray_executor_asks_for_the_kinds_resources(monkeypatch, write_config):
     assert Pretrain().resources(None, gpu)["num_gpus"] == 1
     assert KINDS.get("head").resources(None, gpu)["num_gpus"] == 0  # heads are CPU work
     assert KINDS.get("prepare").resources(None, gpu)["num_gpus"] == 0
+
+
+def test_fused_optimizer_enters_the_hash_only_when_on(write_config):
+    """engine.fused_optimizer changes the numbers when on; off (the default) keeps every earlier hash."""
+    default = plan_experiment(load_experiment(write_config(strategies=["DA_L1SB"])), Runtime("cpu"))
+    off = plan_experiment(load_experiment(write_config("off.yaml", strategies=["DA_L1SB"],
+                                                       **{"engine.fused_optimizer": False})), Runtime("cpu"))
+    on = plan_experiment(load_experiment(write_config("on.yaml", strategies=["DA_L1SB"],
+                                                      **{"engine.fused_optimizer": True})), Runtime("cpu"))
+    assert [s.hash for s in default.steps] == [s.hash for s in off.steps]
+    assert "fused_optimizer" not in next(s for s in default.steps if s.kind == "pretrain").key.engine
+    changed = {s.kind for a, s in zip(default.steps, on.steps) if a.hash != s.hash}
+    assert "pretrain" in changed and not changed & {"prepare", "init"}

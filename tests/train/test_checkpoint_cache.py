@@ -136,3 +136,43 @@ def test_checkpoint_holds_only_what_the_phase_can_change(data, tmp_path, bn_poli
         assert bn_stats and len(bn_stats) == len([k for k in before if k.endswith("running_mean")]) * 3
     apply_phase(model, phase, bn_policy)
     assert set(changing_state(model)) == saved
+
+
+@pytest.mark.parametrize("phase_batch, expected", [(4, 4), (128, 8)])
+def test_prefix_cache_is_built_at_the_phase_batch_size(data, tmp_path, monkeypatch, phase_batch, expected):
+    """The cache's one forward pass runs at the phase's batch size, capped by eval_batch_size."""
+    import medapt.train.engine as engine
+
+    seen = []
+    real = engine.build_prefix_cache
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "build_prefix_cache", spy)
+    x, y = data
+    res = train_phase(_model(), Phase("p", "head", 1e-3, 1, batch_size=phase_batch), x, y, task_type="binary",
+                      workdir=tmp_path / "run", cfg=EngineConfig(progress=False, eval_batch_size=8))
+    assert res.cached and seen == [expected]
+
+
+def test_fused_optimizer_trains_to_nearly_the_same_weights(data, tmp_path):
+    """engine.fused_optimizer: PyTorch's fused Adam kernel — the same update up to float rounding."""
+    x, y = data
+    phase = Phase("p", "last:1", 1e-3, 2, batch_size=4)
+    ref, fused = _model(), _model()
+    train_phase(ref, phase, x, y, task_type="binary", workdir=tmp_path / "a", cfg=EngineConfig(progress=False))
+    train_phase(fused, phase, x, y, task_type="binary", workdir=tmp_path / "b",
+                cfg=EngineConfig(progress=False, fused_optimizer=True))
+    start = _model().state_dict()
+    moved = 0
+    for k, v in ref.state_dict().items():
+        w = fused.state_dict()[k]
+        assert torch.allclose(v, w, rtol=1e-4, atol=1e-6), k
+        moved += int(not torch.equal(v, start[k]))
+    assert moved > 0  # it trained
+    from medapt.train.engine import _optimizer
+
+    opt = _optimizer(phase, [{"params": [torch.nn.Parameter(torch.zeros(2))]}], fused=True)
+    assert opt.defaults["fused"] is True

@@ -34,7 +34,7 @@ from ..errors import ConfigError, MedaptError
 from ..evaluate.delong import delong_test
 from ..evaluate.summary import paired_ttest, t_interval
 from .html import fmt_energy, fmt_hours
-from .results import group_bootstrap
+from .results import group_bootstrap, image_bootstrap
 
 __all__ = ["Budget", "parse_budget", "budget_of", "primary_head", "delong_pair", "ranking", "recommendation",
            "ALPHA"]
@@ -170,6 +170,9 @@ def _bootstrap(pred: pd.DataFrame | None, strategy: str, task: str, head: str, s
              & (pred["split"].astype(str) == split)]
     if g.empty:
         return np.nan, np.nan
+    if pred["seed"].nunique() == 1:  # the intervals the results tables computed (image_bootstrap)
+        b = image_bootstrap(pred).get((str(strategy), str(head), str(task), str(split)))
+        return (np.nan, np.nan) if b is None else (float(b["ci_low"]), float(b["ci_high"]))
     g = g[g["seed"] == g["seed"].min()]
     try:
         b = group_bootstrap(g)

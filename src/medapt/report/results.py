@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -23,15 +24,32 @@ from .sections import ReportContext, _energy_table, _slice_level_datasets, featu
 N_BOOT = 2000
 
 
-def _image_bootstrap(pred: pd.DataFrame | None) -> dict:
+#: id(predictions) → (a weak reference to it, its image_bootstrap): the results tables and the
+#: recommendation ask for the same intervals; 2,000 resamples per model are computed once
+_BOOT_MEMO: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def image_bootstrap(pred: pd.DataFrame | None) -> dict:
     """(strategy, head, task, split) → :func:`bootstrap_auc_ci` of the final-epoch predictions.
 
     For a run with one seed: the interval then comes from the test images (from the patients
-    when ``predictions.csv`` has a ``patient`` column), not from seeds.
+    when ``predictions.csv`` has a ``patient`` column), not from seeds. Computed once per
+    predictions table (the same object asked again gets the same dict).
     """
-    out: dict = {}
     if pred is None or pred.empty:
-        return out
+        return {}
+    hit = _BOOT_MEMO.get(id(pred))
+    if hit is not None and hit[0]() is pred:
+        return hit[1]
+    out = _image_bootstrap(pred)
+    for k in [k for k, (ref, _) in _BOOT_MEMO.items() if ref() is None]:  # tables no longer alive
+        del _BOOT_MEMO[k]
+    _BOOT_MEMO[id(pred)] = (weakref.ref(pred), out)
+    return out
+
+
+def _image_bootstrap(pred: pd.DataFrame) -> dict:
+    out: dict = {}
     for key, g in pred.groupby(["strategy", "head", "task", "split"], sort=False):
         key = tuple(str(k) for k in key)
         try:
@@ -68,7 +86,7 @@ def summary_tables(rf: RunFiles, order: list[str], threshold: float) -> tuple[st
     dip = external_dip(summ)
     dip_agg = aggregate_seeds(dip[["strategy", "seed", "head", "task", "dip_best", "dip_final"]]) if len(dip) else None
     n_seeds = int(summ["seed"].nunique())
-    boot = _image_bootstrap(rf.predictions) if n_seeds == 1 else {}
+    boot = image_bootstrap(rf.predictions) if n_seeds == 1 else {}
     if n_seeds > 1:
         spread = (f"Mean ± s.d. over {n_seeds} seeds, [95% t-interval over seeds of the mean "
                   f"({n_seeds - 1} degrees of freedom)].")

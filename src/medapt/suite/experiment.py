@@ -79,6 +79,9 @@ class EngineSpec(_Model):
     augment: bool = False
     deterministic: bool = False
     eval_batch_size: int = Field(64, ge=1)
+    # PyTorch's fused Adam/AdamW/SGD kernels: faster optimizer steps, weights not bitwise equal to the
+    # default multi-tensor ones (float rounding); in the step hashes only when on (old runs keep theirs)
+    fused_optimizer: bool = False
     # not in step hashes (they change when files are written, not the numbers): checkpoints after every
     # N-th epoch and/or every S seconds (0 = off; default: at most one per 5 minutes of training, so a
     # crash loses <= 5 min and short epochs write none), and a disk bound on the prefix caches (LRU)

@@ -129,8 +129,11 @@ class Builder:
 
     def engine_key(self) -> dict[str, Any]:
         e = self.exp.engine
-        return {"bn_policy": e.bn_policy, "cache": e.cache, "cache_dtype": e.cache_dtype, "augment": e.augment,
-                "deterministic": e.deterministic, "eval_batch_size": e.eval_batch_size}
+        key = {"bn_policy": e.bn_policy, "cache": e.cache, "cache_dtype": e.cache_dtype, "augment": e.augment,
+               "deterministic": e.deterministic, "eval_batch_size": e.eval_batch_size}
+        if e.fused_optimizer:  # only when on: the steps of runs without it keep their hashes
+            key["fused_optimizer"] = True
+        return key
 
     def init(self, s: Strategy, seed: int) -> Step:
         exp = self.exp
