@@ -69,7 +69,7 @@ class EngineConfig:
     # a prefix cache whose float32 copy fits in this many GB is read into memory once per phase
     cache_memory_gb: float = 4.0
     # PyTorch's fused optimizer kernels (Adam/AdamW/SGD, CPU and CUDA): a faster optimizer step
-    # (the partial phase's cached epoch 1.6x faster on CPU), but the weights differ from the default
+    # (the partial phase's cached epoch 1.2-1.6x faster on CPU), but the weights differ from the default
     # multi-tensor implementation by float rounding (~1e-7), so results are not bitwise those of a
     # run without it. Off by default; part of the step hashes when on.
     fused_optimizer: bool = False
