@@ -102,7 +102,7 @@ def speedup(slow: list[float], fast: list[float], ideal: float | None) -> dict[s
         out["ideal"] = round(ideal, 3)
         out["efficiency"] = round(med / ideal, 3)
         if med > ideal * TOLERANCE:
-            out["flag"] = ("measured speed-up above the FLOP ideal: a measuring error (warm-up or load inside "
+            out["flag"] = ("measured speed-up above its ideal: a measuring error (warm-up or load inside "
                            "the timing, too few repetitions) — do not report it")
     return out
 

@@ -31,8 +31,8 @@ class Spy:
         self.lrs, self.inputs, self.optimizers = [], [], []
         make, forward = engine_mod._optimizer, engine_mod.RunningPart.forward
 
-        def optimizer(phase, groups):
-            self.optimizers.append(make(phase, groups))
+        def optimizer(phase, groups, *args, **kwargs):
+            self.optimizers.append(make(phase, groups, *args, **kwargs))
             return self.optimizers[-1]
 
         def spy_forward(part, x):
