@@ -1,6 +1,5 @@
 """`tracking: mlflow | tensorboard`: every strategy x seed's metrics, parameters and costs in a local store."""
 
-import pandas as pd
 import pytest
 
 from medapt.suite import run_experiment

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .costs import is_measured, suite_cost
+from .costs import suite_cost
 from .html import _e, _table, fmt_energy, fmt_hours
 from .recommend import ALPHA
 from .sections import ReportContext, _table_sentence, section
@@ -24,7 +24,6 @@ def energy_footnote(ctx: ReportContext) -> str:
     if rf.costs is None:
         return ""
     src = sorted(set(rf.costs["energy_source"].astype(str)) - {"", "nan"})
-    est = [x for x in src if not is_measured(x) and x != "none"]
     notes = sorted(set(rf.costs["energy_note"].astype(str)) - {"", "nan"}) if "energy_note" in rf.costs else []
     from .cost_sections import _source_label
 

@@ -377,5 +377,5 @@ def recommendation(rank: pd.DataFrame, budget: Budget | None = None) -> pd.DataF
             if np.isfinite(cheap[by]) and cheap[by] < best[by] and cheap["strategy"] not in same:
                 sentence, p, test = versus(cheap)
                 row("cheapest not significantly worse", cheap, "The cheapest strategy not significantly worse than "
-                    f"the best: " + sentence, p, test)
+                    "the best: " + sentence, p, test)
     return pd.DataFrame(out, columns=REC_COLUMNS)

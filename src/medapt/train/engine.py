@@ -36,7 +36,7 @@ from .augment import augmenter, resize_batch, resolution_augmenter
 from .cache import CachePlan, build_prefix_cache, build_record, plan_cache, record_build
 from .mixup import MixUp
 from .runtime import Runtime
-from .validate import MONITOR_METRIC, Monitor, changing_state, predict, scores
+from .validate import Monitor, changing_state, predict, scores
 
 __all__ = ["EngineConfig", "PhaseResult", "RunningPart", "PhaseFlops", "train_phase", "phase_flops", "loss_for",
            "class_weight_vector", "TASK_TYPES"]
