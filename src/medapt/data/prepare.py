@@ -346,6 +346,16 @@ def prepare_dataset(
     return load_prepared(final)
 
 
+def _preprocess_record(rec: Record, source: Source, size: int, channels: int, mean, std) -> np.ndarray:
+    """One record as it is stored: its value range (declared, or its dtype's when the source says
+    so), resized, channel-converted and normalised; errors name the file (and slice)."""
+    vr = rec.value_range
+    if vr is None and source.intensity == "dtype":
+        vr = dtype_range(rec.image)
+    return preprocess(rec.image, value_range=vr, size=size, channels=channels, mean=mean, std=std,
+                      name=rec.source if rec.slice is None else f"{rec.source} (slice {rec.slice})")
+
+
 def time_preparation(spec, *, image_size: int, channels: int = 3, mean: tuple[float, ...] = IMAGENET_MEAN,
                      std: tuple[float, ...] = IMAGENET_STD, warmup: int = 4,
                      sample: int = 16) -> tuple[float, float] | None:
@@ -365,11 +375,7 @@ def time_preparation(spec, *, image_size: int, channels: int = 3, mean: tuple[fl
         t1 = time.perf_counter()
         n, t_warm = 0, None
         for rec in items:
-            vr = rec.value_range
-            if vr is None and source.intensity == "dtype":
-                vr = dtype_range(rec.image)
-            arr = preprocess(rec.image, value_range=vr, size=int(image_size), channels=channels, mean=mean_a,
-                             std=std_a, name=rec.source)
+            arr = _preprocess_record(rec, source, int(image_size), channels, mean_a, std_a)
             hashlib.sha256(np.ascontiguousarray(arr).tobytes()).digest()
             n += 1
             if n == warmup:
@@ -407,13 +413,8 @@ def _build(tmp: Path, spec, settings: dict, key: str, mean, std, split, progress
         bar = tqdm(desc=f"prepare {spec.format}", unit="img", leave=False)
     try:
         for rec in iter_checked(source, skip_bad=spec.skip_bad, skipped=skipped):
-            vr = rec.value_range
-            if vr is None and source.intensity == "dtype":
-                vr = dtype_range(rec.image)
             try:
-                arr = preprocess(rec.image, value_range=vr, size=size, channels=channels,
-                                 mean=mean, std=std, name=rec.source if rec.slice is None
-                                 else f"{rec.source} (slice {rec.slice})")
+                arr = _preprocess_record(rec, source, size, channels, mean, std)
             except DataError as exc:
                 if not spec.skip_bad:
                     raise
