@@ -110,6 +110,8 @@ def main() -> None:
                 sp = speedup(t["bare"], t[k], 1.0)  # bare/engine: the engine's efficiency against the bare loop
                 row[f"ratio_{k}_over_bare"] = round(1 / sp["speedup"], 3)
                 row[f"ratio_{k}_over_bare_min_max"] = [round(1 / sp["speedup_max"], 3), round(1 / sp["speedup_min"], 3)]
+                if "flag" in sp:  # the engine measured faster than the bare loop on the same FLOPs
+                    row[f"flag_{k}"] = sp["flag"]
             row["achieved_gflops_bare"] = round(fpi * args.n / np.median(t["bare"]) / 1e9, 2)
             out["results"].append(row)
     print(json.dumps(out))
