@@ -88,6 +88,33 @@ def test_deterministic_per_seed_and_global_rng_untouched():
     assert not np.array_equal(a.predictions["test"], c.predictions["test"])
 
 
+def test_speed_settings_change_no_number(monkeypatch):
+    """The multi-tensor Adam and the skipped scikit-learn argument checks are speed only: weights,
+    predictions and every metric equal those of the per-tensor Adam with scikit-learn's checks on."""
+    import contextlib
+
+    from medapt.evaluate import heads as heads_mod
+
+    x, y = _toy(n=120, d=64)
+    xe, ye = _toy(n=60, d=64, seed=1)
+    kw = dict(head="model2", task_type="multiclass", n_classes=3, epochs=6, lr=1e-3, batch_size=16, seed=3)
+    fast = train_head(x, y, {"test": (xe, ye)}, **kw)
+    adam = torch.optim.Adam
+    calls = []
+
+    def per_tensor_adam(params, **opt_kw):
+        calls.append(opt_kw.get("foreach"))
+        return adam(params, **{**opt_kw, "foreach": False})
+
+    monkeypatch.setattr(heads_mod.torch.optim, "Adam", per_tensor_adam)
+    monkeypatch.setattr(heads_mod.sklearn, "config_context", lambda **_: contextlib.nullcontext())
+    plain = train_head(x, y, {"test": (xe, ye)}, **kw)
+    assert calls == [True], "the head's Adam is built with foreach=True"
+    assert all(torch.equal(fast.state_dict[k], plain.state_dict[k]) for k in fast.state_dict)
+    assert np.array_equal(fast.predictions["test"], plain.predictions["test"])
+    assert fast.metrics["value"].equals(plain.metrics["value"])
+
+
 def test_binary_full_batch_and_multilabel_with_nan():
     x, y = _toy(c=2)
     r = train_head(x, y, {"test": (x, y)}, head="linear", task_type="binary", n_classes=2,

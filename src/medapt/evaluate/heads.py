@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import sklearn
 import torch
 from torch import nn
 
@@ -288,7 +289,9 @@ def _train(x_train, y_train, evals, *, head, task_type, n_classes, epochs, lr, b
     ev = {name: (standardise(x), y) for name, (x, y) in evals.items()}
 
     model = build_head(head, x_train.shape[1], n_classes, generator=gen).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # foreach: the multi-tensor update, bitwise equal to the default per-tensor loop on the CPU
+    # (tested) and ~25% cheaper for a head's few small tensors
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     multilabel = task_type == "multilabel"
 
     def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -333,11 +336,14 @@ def _train(x_train, y_train, evals, *, head, task_type, n_classes, epochs, lr, b
             torch.cuda.synchronize(dev)
         elapsed += time.perf_counter() - t0  # training time only; evaluation below is not counted
         losses.append(total / n)
-        for name, (x, y) in ev.items():
-            p = predict(x)
-            preds[name] = p
-            for metric in METRICS.names():
-                rows.append((epoch, elapsed, name, metric, METRICS.get(metric)(y, p, task_type)))
+        # the metrics validate their inputs themselves (metrics._check): scikit-learn's own
+        # argument and finiteness checks, repeated for every epoch × split × metric, only add time
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            for name, (x, y) in ev.items():
+                p = predict(x)
+                preds[name] = p
+                for metric in METRICS.names():
+                    rows.append((epoch, elapsed, name, metric, METRICS.get(metric)(y, p, task_type)))
     log.info("head %s: %d epochs in %.2f s, final loss %.4f", head, epochs, elapsed, losses[-1])
 
     metrics = pd.DataFrame(rows, columns=["epoch", "seconds", "split", "metric", "value"])
