@@ -159,3 +159,34 @@ def test_dry_run_times_preparation_and_heads_by_probes(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     prepared = [r["seconds"] for r in rows if r["kind"] == "prepare"]
     assert prepared and prepared == [0.0] * len(prepared)
+
+
+def test_model_builds_are_declared_by_the_kinds():
+    """The dry run adds a model build to the steps whose kind builds a backbone — declared by the
+    kind (``builds_model``), so a new kind states it instead of a list in the dry run."""
+    from medapt.suite.dryrun import step_models
+    from medapt.suite.kinds import KINDS
+
+    builders = {name for name in KINDS.names() if KINDS.get(name).builds_model}
+    assert builders == {"init", "pretrain", "finetune", "extract", "evaluate", "inference"}
+    assert step_models(SimpleNamespace(kind="extract")) == 1 and step_models(SimpleNamespace(kind="head")) == 0
+
+
+def test_calibration_measures_both_throughputs_on_one_backbone(tmp_path, monkeypatch):
+    """One full-size backbone serves the inference and the training probe (it used to be built twice)."""
+    import medapt.models
+    from medapt.suite import dryrun
+    from medapt.suite.experiment import experiment_from_dict
+
+    real_build, full_builds = medapt.models.build, []
+
+    def counting_build(name, *args, **kw):
+        if not args and "surgery" not in kw:  # the full network (the build-time probe passes a Surgery)
+            full_builds.append(kw.get("image_size"))
+        return real_build(name, *args, **kw)
+
+    monkeypatch.setattr(medapt.models, "build", counting_build)
+    exp = experiment_from_dict(tiny_config(tmp_path, strategies=["ImageNet"]), "calibration")
+    cal = dryrun.calibrate(exp, exp.engine.runtime())
+    assert cal.flops_per_s > 0 and cal.forward_flops_per_s > 0 and cal.build_s > 0
+    assert full_builds == [exp.data.image_size]

@@ -142,13 +142,17 @@ def calibrate(exp, runtime) -> Calibration:
     """Measure FLOP/s (the engine's probe), the model build time and the per-epoch overhead."""
     import torch
 
+    from safetensors.torch import load_file, save_file
+
     from ..models import Surgery, build
     from ..strategies import Phase
     from ..train import EngineConfig, train_phase
-    from .estimate import probe_flops_per_second
 
-    fps, probe = probe_flops_per_second(exp, runtime)
-    from safetensors.torch import load_file, save_file
+    # one full-size backbone serves both throughput probes: inference first (a fresh model), then training
+    full = build(exp.backbone.name, n_outputs=1, image_size=exp.data.image_size)
+    fwd_fps, fwd_note = _forward_flops_per_second(exp, runtime, full)
+    fps, probe = _training_flops_per_second(exp, runtime, full)
+    del full
 
     t0 = time.perf_counter()
     model = build(exp.backbone.name, Surgery("all", "random"), n_outputs=1, image_size=32)
@@ -172,22 +176,43 @@ def calibrate(exp, runtime) -> Calibration:
             per_epoch[bs] = res.loop_seconds / epochs
     batch = max(0.0, (per_epoch[4] - per_epoch[16]) / 3)
     overhead = max(0.0, per_epoch[16] - batch)
-    fwd_fps, fwd_note = _forward_flops_per_second(exp, runtime)
     note = (f"{probe}; {fwd_note}; model build + weights I/O {build_s:.2f} s; engine overhead "
             f"{overhead * 1e3:.1f} ms/epoch + {batch * 1e3:.2f} ms/batch")
     return Calibration(fps, build_s, overhead, note, batch, fwd_fps)
 
 
-def _forward_flops_per_second(exp, runtime) -> tuple[float, str]:
-    """Inference throughput of the full backbone: forward passes without gradients at the engine's
-    evaluation batch size (capped at 32 images), the first excluded, median of three; in FLOP/s."""
+def _training_flops_per_second(exp, runtime, model) -> tuple[float, str]:
+    """Training throughput of the full backbone ``model``, measured with the engine itself; in FLOP/s.
+
+    Six epochs of 16 random images (two batches of 8 each) with the cache off; the first epoch is
+    warm-up and excluded; the median of the other five is the time per epoch.
+    """
+    from ..strategies import Phase
+    from ..train import EngineConfig, phase_flops, train_phase
+
+    size, n = exp.data.image_size, 16
+    phase = Phase("probe", "all", lr=1e-6, epochs=6, batch_size=8)
+    x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
+    y = np.zeros(n, np.int64)
+    cfg = EngineConfig(bn_policy=exp.engine.bn_policy, cache="off", progress=False)
+    with tempfile.TemporaryDirectory() as d:
+        res = train_phase(model, phase, x, y, task_type="binary", cfg=cfg, runtime=runtime, workdir=Path(d))
+    t = np.diff([0.0] + [c["seconds"] for c in res.curve])[1:]
+    ips = n / float(np.median(t))
+    fpi = phase_flops(model, phase, task_type="binary", input_shape=(3, size, size), bn_policy=exp.engine.bn_policy,
+                      cache="off").train
+    return ips * fpi, f"{ips:.1f} img/s training {exp.backbone.name} at {size}px on {runtime.torch_device}"
+
+
+def _forward_flops_per_second(exp, runtime, model) -> tuple[float, str]:
+    """Inference throughput of the full backbone ``model``: forward passes without gradients at the
+    engine's evaluation batch size (capped at 32 images), the first excluded, median of three; in FLOP/s."""
     import torch
 
     from ..cost import count_flops
-    from ..models import build
 
     size, n = exp.data.image_size, min(32, int(exp.engine.eval_batch_size))
-    model = build(exp.backbone.name, n_outputs=1, image_size=size).eval()
+    model.eval()
     runtime.prepare_model(model)
     x = runtime.to_device(torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
@@ -201,9 +226,6 @@ def _forward_flops_per_second(exp, runtime) -> tuple[float, str]:
             times.append(time.perf_counter() - t0)
     ips = n / float(np.median(times[1:]))
     return ips * fpi, f"{ips:.0f} img/s inference"
-
-
-_MODEL_KINDS = ("init", "pretrain", "finetune", "extract", "evaluate", "inference")
 
 
 def step_epochs(step) -> int:
@@ -223,7 +245,10 @@ def step_batches(step, images: int | None) -> int:
 
 
 def step_models(step) -> int:
-    return 1 if step.kind in _MODEL_KINDS else 0
+    """Backbones a step builds (its kind's ``builds_model``)."""
+    from .kinds import KINDS
+
+    return 1 if KINDS.get(step.kind).builds_model else 0
 
 
 # --- resources ----------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ earlier results are shown as ``pending`` with the planners' upper bounds.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,11 @@ import numpy as np
 
 from ..cost import project_seconds
 from ..models import Surgery, UnitModel, build
-from ..strategies import Phase
-from ..train import EngineConfig, phase_flops, train_phase
 from .context import init_step, n_outputs
 from .kinds import KINDS
 from .planners import pending
 
-__all__ = ["project_plan", "Estimator", "probe_flops_per_second"]
+__all__ = ["project_plan", "Estimator"]
 
 log = logging.getLogger("medapt.suite")
 
@@ -97,27 +94,6 @@ class Estimator:
             self._models[key] = build(k.backbone, Surgery(k.surgery["keep"], "random", k.surgery["head"]),
                                       n_outputs=n_out, image_size=k.image_size)
         return self._models[key]
-
-
-def probe_flops_per_second(exp, runtime) -> tuple[float, str]:
-    """Measure training throughput of the full backbone with the engine itself; convert to FLOP/s.
-
-    Six epochs of 16 random images (two batches of 8 each) with the cache off; the first epoch is
-    warm-up and excluded; the median of the other five is the time per epoch.
-    """
-    size, n = exp.data.image_size, 16
-    model = build(exp.backbone.name, n_outputs=1, image_size=size)
-    phase = Phase("probe", "all", lr=1e-6, epochs=6, batch_size=8)
-    x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
-    y = np.zeros(n, np.int64)
-    cfg = EngineConfig(bn_policy=exp.engine.bn_policy, cache="off", progress=False)
-    with tempfile.TemporaryDirectory() as d:
-        res = train_phase(model, phase, x, y, task_type="binary", cfg=cfg, runtime=runtime, workdir=Path(d))
-    t = np.diff([0.0] + [c["seconds"] for c in res.curve])[1:]
-    ips = n / float(np.median(t))
-    fpi = phase_flops(model, phase, task_type="binary", input_shape=(3, size, size), bn_policy=exp.engine.bn_policy,
-                      cache="off").train
-    return ips * fpi, f"{ips:.1f} img/s training {exp.backbone.name} at {size}px on {runtime.torch_device}"
 
 
 def project_plan(plan, ctx) -> list[dict[str, Any]]:

@@ -79,6 +79,9 @@ class StepKind:
     uses_accelerator: ClassVar[bool] = False
     distributed: ClassVar[bool] = False
     memory_gb: ClassVar[float] = 1.0
+    #: the step builds a backbone and loads (or saves) its weights: the dry run adds the measured
+    #: build + weights I/O time (``dryrun.Calibration.build_s``) to its projection
+    builds_model: ClassVar[bool] = False
 
     # --- the contract ---------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Evaluate(StepKind):
     inputs = (Input("weights", ("finetune",)), Input("data", ("prepare",)), Input("external", ("prepare",), optional=True))
     uses_accelerator = True
     memory_gb = 2.0
+    builds_model = True
 
     def run(self, ctx, step, workdir: Path) -> dict:
         k = step.key

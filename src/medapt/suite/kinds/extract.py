@@ -28,6 +28,7 @@ class Extract(StepKind):
     inputs = (Input("weights", ("init", "pretrain", "finetune")), Input("data", ("prepare",)))
     uses_accelerator = True
     memory_gb = 2.0
+    builds_model = True
 
     def run(self, ctx, step, workdir: Path) -> dict:
         model = ctx.load_model(step.inputs["weights"])

@@ -39,6 +39,7 @@ class Inference(StepKind):
     Key = InferenceKey
     inputs = (Input("weights", ("init", "pretrain", "finetune")),)
     uses_accelerator = True
+    builds_model = True
 
     def run(self, ctx, step, workdir: Path) -> dict:
         model = ctx.load_model(step.inputs["weights"])

@@ -27,6 +27,7 @@ class InitKey:
 @register_kind
 class Init(StepKind):
     name = "init"
+    builds_model = True
     description = "backbone + surgery (keep, init, head) → initial weights; the head is sized for `data`'s task"
     Key = InitKey
     inputs = (Input("data", ("prepare",), optional=True),)

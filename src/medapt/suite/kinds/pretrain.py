@@ -33,6 +33,7 @@ class PhaseKind(StepKind):
     uses_accelerator = True
     distributed = True
     memory_gb = 2.0
+    builds_model = True
 
     def label(self, step) -> str:
         who = "/".join(step.users[:2]) + ("…" if len(step.users) > 2 else "")
