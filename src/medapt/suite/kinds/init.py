@@ -27,10 +27,10 @@ class InitKey:
 @register_kind
 class Init(StepKind):
     name = "init"
-    builds_model = True
     description = "backbone + surgery (keep, init, head) → initial weights; the head is sized for `data`'s task"
     Key = InitKey
     inputs = (Input("data", ("prepare",), optional=True),)
+    builds_model = True
 
     def run(self, ctx, step, workdir: Path) -> dict:
         k = step.key
