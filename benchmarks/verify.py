@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path as _Path
-
-sys.path.insert(0, str(_Path(__file__).resolve().parent))
-from _method import speedup  # noqa: E402
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _method import speedup  # noqa: E402
 
 QUICK = {  # the quickstart's pipeline at a size that runs in about a minute on two cores
     "strategies": ["ImageNet", "DA", "DA_L1SB", "DA_TF_F1B"],
