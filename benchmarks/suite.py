@@ -17,11 +17,15 @@ The ideal. medapt saves two things: steps the reference runs several times (shar
 each run's planning and bookkeeping), and work inside the training steps it caches. The cache has
 its own bound, measured against its FLOP ideal in ``benchmarks/cache.py``; here the ideal bounds
 the sharing. FLOPs cannot (a duplicated head or model build costs seconds, not FLOPs), so it is
-built from measured step times (``step.json`` seconds): every distinct step of the reference's
-last repetition (equal content hash across its runs) once, at its fastest, except the training
-steps, which count at medapt's own time (its last run: the cache as it actually ran); plus one
-reference run's non-step time. ``suite_ideal = reference wall / that``: what a medapt that ran
-each distinct step once, and nothing else faster than the reference, would reach.
+built from measured step times (``step.json`` seconds), one repetition at a time: every distinct
+step of that repetition's reference runs (equal content hash across them) once, at its fastest,
+except the training steps, which count at the time they took in the medapt run of the same
+repetition (the cache as it actually ran); plus one reference run's non-step time.
+``ideal = reference wall / that`` for each repetition, and ``suite_ideal`` is their median — the
+same statistic as the measured speed-up, and each repetition's ideal shares its reference's load
+(an ideal taken from one repetition and set beside a median of five crossed it by noise alone).
+It is what a medapt that ran each distinct step once, and nothing else faster than the
+reference, would reach.
 (Scaling the reference's training time by the FLOPs the cache saves — the first version of this
 ideal — under-counts the cache at small images, where a frozen forward pass costs Python dispatch
 out of proportion to its FLOPs: the full quickstart measured 1.86x against such an ideal of 1.53.)
@@ -37,6 +41,7 @@ import argparse
 import copy
 import json
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -93,30 +98,33 @@ def _steps(run_dir: Path) -> list[dict]:
     return out
 
 
-def executed_flops(run_dir: Path) -> float:
-    """FLOPs of every step a run executed (their ``cost.json``, the rows of its ``costs.csv``)."""
-    return sum(s["flops"] for s in _steps(run_dir))
-
-
-def suite_ideal(ref_runs: list[Path], ref_wall: float, medapt_run: Path) -> dict:
-    """The ideal speed-up of ``medapt_run`` over the reference runs (see the module docstring)."""
-    ref = [s for r in ref_runs for s in _steps(r)]
+def suite_ideal(ref_steps: list[dict], ref_runs: int, ref_wall: float, medapt_steps: list[dict]) -> dict:
+    """The ideal speed-up of one medapt run over one repetition of the reference (``ref_runs`` runs
+    that executed ``ref_steps`` in ``ref_wall`` seconds); see the module docstring."""
     unique: dict[str, dict] = {}
-    for s in ref:
+    for s in ref_steps:
         if s["hash"] not in unique or s["seconds"] < unique[s["hash"]]["seconds"]:
             unique[s["hash"]] = s
     train = ("pretrain", "finetune")
-    t_steps = sum(s["seconds"] for s in ref)
+    t_steps = sum(s["seconds"] for s in ref_steps)
     t_unique = sum(s["seconds"] for s in unique.values())
     t_ref_train = sum(s["seconds"] for s in unique.values() if s["kind"] in train)
-    t_med_train = sum(s["seconds"] for s in _steps(medapt_run) if s["kind"] in train)
-    non_step = max(0.0, ref_wall - t_steps) / max(1, len(ref_runs))
+    t_med_train = sum(s["seconds"] for s in medapt_steps if s["kind"] in train)
+    non_step = max(0.0, ref_wall - t_steps) / max(1, ref_runs)
     needed = t_unique - t_ref_train + t_med_train + non_step
-    return {"ideal": ref_wall / needed if needed > 0 else None,
-            "reference_step_seconds": round(t_steps, 3), "reference_distinct_step_seconds": round(t_unique, 3),
-            "reference_steps": len(ref), "reference_distinct_steps": len(unique),
-            "reference_training_seconds": round(t_ref_train, 3), "medapt_training_seconds": round(t_med_train, 3),
-            "reference_non_step_seconds_per_run": round(non_step, 3)}
+    return {"ideal": ref_wall / needed if needed > 0 else float("nan"),
+            "reference_step_seconds": t_steps, "reference_distinct_step_seconds": t_unique,
+            "reference_steps": len(ref_steps), "reference_distinct_steps": len(unique),
+            "reference_training_seconds": t_ref_train, "medapt_training_seconds": t_med_train,
+            "reference_non_step_seconds_per_run": non_step}
+
+
+def median_ideal(per_rep: list[dict]) -> dict:
+    """The median of every field over the repetitions, and the ideal's min–max beside it."""
+    out = {k: statistics.median(d[k] for d in per_rep) for k in per_rep[0]}
+    ideals = [d["ideal"] for d in per_rep]
+    return {**{k: (v if k == "ideal" else round(v, 3)) for k, v in out.items()},
+            "suite_ideal_min": round(min(ideals), 3), "suite_ideal_max": round(max(ideals), 3)}
 
 
 def main() -> None:
@@ -138,13 +146,13 @@ def main() -> None:
         tmp = Path(d)
         base["data"]["root"] = str(tmp / "data")
         runs = iter(range(10**6))
-        last: dict[str, list[Path]] = {"reference": [], "medapt": []}
+        ran: dict[str, list[list[Path]]] = {"reference": [], "medapt": []}  # run folders per call, warm-up first
 
         def medapt() -> None:
             exp = experiment_from_dict(copy.deepcopy(base), "suite-benchmark")
             out = tmp / f"medapt-{next(runs)}"
             run_experiment(exp, out=out, report=False)
-            last["medapt"] = [out]
+            ran["medapt"].append([out])
 
         def reference() -> None:
             outs = []
@@ -156,7 +164,7 @@ def main() -> None:
                 out = tmp / f"reference-{i}-{s}"
                 run_experiment(experiment_from_dict(cfg, "suite-benchmark"), out=out, report=False)
                 outs.append(out)
-            last["reference"] = outs
+            ran["reference"].append(outs)
 
         # prepare the data once, untimed (both variants read the same prepared arrays)
         t0 = time.perf_counter()
@@ -164,13 +172,18 @@ def main() -> None:
                        only="pretrain", report=False)
         prep = time.perf_counter() - t0
         t = interleave({"reference": reference, "medapt": medapt}, reps=args.reps, warmup=args.warmup)
-        ref = pd.concat([final_metrics(p) for p in last["reference"]])
-        med = final_metrics(last["medapt"][0])
+        timed = {k: v[max(0, args.warmup):] for k, v in ran.items()}  # the runs t timed, in order
+        steps = {p: _steps(p) for calls in timed.values() for rep in calls for p in rep}
+        ref_last, med_last = timed["reference"][-1], timed["medapt"][-1][0]
+        ref = pd.concat([final_metrics(p) for p in ref_last])
+        med = final_metrics(med_last)
         j = ref.merge(med, on=KEY, how="outer", suffixes=("_reference", "_medapt"), indicator=True)
         unmatched = int((j["_merge"] != "both").sum())
         diff = (j["value_reference"] - j["value_medapt"]).abs()
-        flop_ratio = sum(executed_flops(p) for p in last["reference"]) / executed_flops(last["medapt"][0])
-        ideal = suite_ideal(last["reference"], t["reference"][-1], last["medapt"][0])
+        flops = {p: sum(s["flops"] for s in steps[p]) for p in (*ref_last, med_last)}
+        flop_ratio = sum(flops[p] for p in ref_last) / flops[med_last]
+        ideal = median_ideal([suite_ideal([s for p in rep for s in steps[p]], len(rep), wall, steps[mine])
+                              for rep, wall, (mine,) in zip(timed["reference"], t["reference"], timed["medapt"])])
     sp = speedup(t["reference"], t["medapt"], ideal.pop("ideal"))
     out = {"benchmark": "suite: reference-style vs medapt", "config": Path(args.config).name, "quick": args.quick,
            "strategies": base["strategies"], "seeds": base["seeds"], "image_size": base["data"]["image_size"],

@@ -38,6 +38,41 @@ def test_named_inputs_are_checked():
         Step("head", {"head": "model1"}, {})
 
 
+def test_data_inputs_are_opened_and_sized_by_their_kind(monkeypatch, tmp_path):
+    """A step's ``data`` input is opened (run) and sized (dry run) by its own kind — prepare or
+    fewshot — not by kind-name checks in the run context and the estimator."""
+    from medapt.suite.context import RunContext
+    from medapt.suite.estimate import Estimator
+    from medapt.suite.kinds import StepKind
+    from medapt.suite.kinds.fewshot import FewshotKey
+
+    makers = {name for name, kind in KINDS.items() if type(kind).dataset is not StepKind.dataset}
+    assert makers == {"prepare", "fewshot"}
+    prepare, fewshot = KINDS.get("prepare"), KINDS.get("fewshot")
+    data = Step("prepare", prepare.Key({"format": "phantom"}, None, 32, 3, (0.5,) * 3, (0.5,) * 3))
+    shots = Step("fewshot", FewshotKey("t", 2, 0, 0), {"data": data})
+    sized = []
+
+    def size(step, est):
+        sized.append(step.id)
+        return {"n": 100, "classes": 3, "train": 60, "val": 20, "test": 20, "external": 0}
+
+    monkeypatch.setattr(prepare, "dataset_size", size)
+    monkeypatch.setattr(prepare, "dataset_task_type", lambda step, est: "multiclass")
+    est = Estimator(exp=None, store=None)
+    assert est.dataset(shots) == {"n": 100, "classes": 3, "train": 6, "val": 20, "test": 20, "external": 0}
+    assert est.dataset(data)["train"] == 60 and sized == [data.id]  # sized once, memoised
+    assert est.task_type(shots) == "multiclass"
+
+    opened = []
+    monkeypatch.setattr(prepare, "dataset", lambda ctx, step: opened.append(step.id) or "the prepared data")
+    ctx = RunContext(experiment=None, run_dir=tmp_path, store=None, data_root=tmp_path, runtime=None)
+    assert ctx.dataset(data) == "the prepared data" and ctx.dataset(data) == "the prepared data"
+    assert opened == [data.id]  # opened once per step
+    with pytest.raises(ConfigError, match="a 'extract' step produces no dataset"):
+        KINDS.get("extract").dataset(ctx, data)
+
+
 def test_hash_covers_key_and_named_inputs():
     K = KINDS.get("prepare").Key
     a = Step("prepare", K({"format": "phantom"}, None, 32, 3, (0.5,) * 3, (0.5,) * 3))

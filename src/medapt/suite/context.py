@@ -56,23 +56,23 @@ class RunContext:
     data_root: Path
     runtime: Runtime
     progress: bool | None = None
-    _datasets: dict[str, PreparedDataset] = field(default_factory=dict)
+    _datasets: dict[str, PreparedDataset] = field(default_factory=dict)  # per data step id
+    _prepared: dict[str, PreparedDataset] = field(default_factory=dict)  # per prepared folder
 
-    def dataset(self, prepare_step: Step) -> PreparedDataset:
-        if prepare_step.kind == "fewshot":  # a few-shot subset of a prepared dataset's training split
-            if prepare_step.id not in self._datasets:
-                import numpy as np
+    def dataset(self, data_step: Step) -> PreparedDataset:
+        """The dataset a ``prepare`` or ``fewshot`` step produced (its kind opens it), once per step."""
+        if data_step.id not in self._datasets:
+            from .kinds import KINDS  # the kinds import this module
 
-                from .kinds.fewshot import subset_view
+            self._datasets[data_step.id] = KINDS.get(data_step.kind).dataset(self, data_step)
+        return self._datasets[data_step.id]
 
-                rows = np.load(self.store.path(prepare_step) / "rows.npy")
-                self._datasets[prepare_step.id] = subset_view(self.dataset(prepare_step.inputs["data"]), rows,
-                                                              prepare_step.hash)
-            return self._datasets[prepare_step.id]
-        path = self.store.result(prepare_step)["path"]
-        if path not in self._datasets:
-            self._datasets[path] = load_prepared(Path(path))
-        return self._datasets[path]
+    def prepared(self, path: str | Path) -> PreparedDataset:
+        """A prepared folder, opened once (images memory-mapped) however many steps name it."""
+        key = str(Path(path))
+        if key not in self._prepared:
+            self._prepared[key] = load_prepared(Path(path))
+        return self._prepared[key]
 
     def meter(self, step: Step, phase: str, device: str | None = None) -> PhaseMeter:
         return PhaseMeter(strategy=step.users[0] if step.users else "-", step=step.kind, phase=phase,

@@ -51,35 +51,15 @@ class Estimator:
     def image_size(self) -> int:
         return self.exp.data.image_size
 
-    def dataset(self, prepare_step) -> dict[str, int] | None:
-        """Images per split (+ ``n``, ``classes``) of a dataset; once per dataset (sizing reads a real source)."""
-        if prepare_step.kind == "fewshot":  # k per class in training; the other splits as the task's
-            base = self.dataset(prepare_step.inputs["data"])
-            return None if base is None else {**base, "train": min(base["train"], prepare_step.key.shots * base["classes"])}
-        if prepare_step.id not in self._sizes:
-            size = KINDS.get("prepare").size(prepare_step, self.store)
-            if size is None:  # not readable (yet): the declared n_images or the paper's size
-                from .dryrun import declared_size, spec_of
+    def dataset(self, data_step) -> dict[str, int] | None:
+        """Images per split (+ ``n``, ``classes``) of the dataset a ``prepare`` or ``fewshot`` step
+        produces (its kind sizes it); once per step (sizing may read a real source)."""
+        if data_step.id not in self._sizes:
+            self._sizes[data_step.id] = KINDS.get(data_step.kind).dataset_size(data_step, self)
+        return self._sizes[data_step.id]
 
-                found = declared_size(spec_of(self.exp, prepare_step))
-                if found is not None:
-                    n, k, where = found
-                    split = prepare_step.key.split
-                    parts = ({s: int(round(n * split[s])) for s in ("train", "val", "test")} | {"external": 0}
-                             if split is not None else {"train": 0, "val": 0, "test": 0, "external": n})
-                    size = {"n": n, "classes": k, **parts}
-                    self.size_notes.append(f"{prepare_step.label}: {n:,} images ({where})")
-            self._sizes[prepare_step.id] = size
-        return self._sizes[prepare_step.id]
-
-    def task_type(self, prepare_step) -> str:
-        if prepare_step.kind == "fewshot":
-            prepare_step = prepare_step.inputs["data"]
-        info = self.store.info(prepare_step)
-        if info is not None:
-            return info["result"]["task_type"]
-        k = (self.dataset(prepare_step) or {}).get("classes") or 2
-        return "binary" if k <= 2 else "multiclass"
+    def task_type(self, data_step) -> str:
+        return KINDS.get(data_step.kind).dataset_task_type(data_step, self)
 
     def n_outputs(self, step) -> int:
         """Head outputs of a step's model: those of the task of its ``data`` input."""

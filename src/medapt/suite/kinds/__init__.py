@@ -10,6 +10,9 @@ Each kind lives in one module of this package and declares, in one class:
   for a GPU when there is one), ``distributed`` (can run on several processes via torchrun),
   ``memory_gb``;
 * ``estimate(step, est)`` — images and FLOPs for the dry run;
+* a kind whose output is a dataset (``prepare``, ``fewshot``) also gives ``dataset(ctx, step)``
+  (the dataset, opened), ``dataset_size(step, est)`` and ``dataset_task_type(step, est)`` (for the
+  dry run);
 * ``tables(step, store)`` — the rows it contributes to ``metrics.csv``, ``predictions.csv``,
   ``costs.csv``, ``inference.csv``.
 
@@ -104,6 +107,24 @@ class StepKind:
         row = json.loads(p.read_text())
         row["strategy"], row["shared_by"] = (step.users[0] if step.users else "-"), ";".join(step.users)
         return {"costs.csv": pd.DataFrame([row])}
+
+    # --- kinds whose output is a dataset (prepare, fewshot): the ``data`` input of other steps ------
+
+    def dataset(self, ctx, step):
+        """The dataset the step produced (a :class:`~medapt.data.PreparedDataset` or a view of
+        one), opened for running steps; :meth:`RunContext.dataset` memoises it per step."""
+        raise ConfigError(f"a {self.name!r} step produces no dataset; a step's data input must be a "
+                          "prepare or fewshot step")
+
+    def dataset_size(self, step, est) -> dict[str, int] | None:
+        """Images per split (``train``, ``val``, ``test``, ``external``), ``n`` and ``classes`` of
+        the dataset the step produces, for the dry run (``None``: unknown); memoised by
+        :meth:`Estimator.dataset`."""
+        raise ConfigError(f"a {self.name!r} step produces no dataset")
+
+    def dataset_task_type(self, step, est) -> str:
+        """``binary``, ``multiclass`` or ``multilabel``: the task of the dataset the step produces."""
+        raise ConfigError(f"a {self.name!r} step produces no dataset")
 
     def resources(self, step, runtime) -> dict[str, float]:
         """What the step asks an executor for (Ray's ``num_cpus``, ``num_gpus``, ``memory``)."""

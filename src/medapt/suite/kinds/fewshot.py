@@ -6,8 +6,8 @@ images positive for every label, their union), drawn **patient by patient**: the
 patients are shuffled with a generator seeded by (seed, draw, task), and a patient's images are
 taken together until ``k`` are reached (the last patient's are cut to fit), so the few images
 come from as few patients as the split allows. Validation and test rows are untouched. The
-step writes ``rows.npy`` (the kept training rows); :meth:`RunContext.dataset` on a ``fewshot``
-step returns the prepared dataset with every other training row moved to the split ``unused``.
+step writes ``rows.npy`` (the kept training rows); as a later step's ``data`` input it is the
+prepared dataset with every other training row moved to the split ``unused`` (:meth:`Fewshot.dataset`).
 """
 
 from __future__ import annotations
@@ -106,6 +106,19 @@ class Fewshot(StepKind):
                 np.save(f, rows)
         n_patients = int(len({str(p) for p in patients[rows]}))
         return {"rows": int(len(rows)), "patients": n_patients, "shots": k.shots, "draw": k.draw}
+
+    def dataset(self, ctx, step):
+        """The task's prepared dataset with only the drawn training rows left in ``train``."""
+        rows = np.load(ctx.store.path(step) / "rows.npy")
+        return subset_view(ctx.dataset(step.inputs["data"]), rows, step.hash)
+
+    def dataset_size(self, step, est) -> dict[str, int] | None:
+        """``shots`` per class in training; the other splits as the task's."""
+        base = est.dataset(step.inputs["data"])
+        return None if base is None else {**base, "train": min(base["train"], step.key.shots * base["classes"])}
+
+    def dataset_task_type(self, step, est) -> str:
+        return est.task_type(step.inputs["data"])
 
     def estimate(self, step, est) -> Estimate:
         return Estimate(images=0, note="index draw")

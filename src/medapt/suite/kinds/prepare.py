@@ -87,6 +87,33 @@ class Prepare(StepKind):
         out = {s: int(round(n * split[s])) for s in ("train", "val", "test")}
         return {"n": n, "classes": k, "external": 0, **out}
 
+    def dataset(self, ctx, step):
+        return ctx.prepared(ctx.store.result(step)["path"])
+
+    def dataset_size(self, step, est) -> dict[str, int] | None:
+        """:meth:`size`; for a source not readable (yet), the declared ``n_images`` or the paper's
+        size (noted in ``est.size_notes``)."""
+        size = self.size(step, est.store)
+        if size is None:
+            from ..dryrun import declared_size, spec_of
+
+            found = declared_size(spec_of(est.exp, step))
+            if found is not None:
+                n, k, where = found
+                split = step.key.split
+                parts = ({s: int(round(n * split[s])) for s in ("train", "val", "test")} | {"external": 0}
+                         if split is not None else {"train": 0, "val": 0, "test": 0, "external": n})
+                size = {"n": n, "classes": k, **parts}
+                est.size_notes.append(f"{step.label}: {n:,} images ({where})")
+        return size
+
+    def dataset_task_type(self, step, est) -> str:
+        info = est.store.info(step)
+        if info is not None:
+            return info["result"]["task_type"]
+        k = (est.dataset(step) or {}).get("classes") or 2
+        return "binary" if k <= 2 else "multiclass"
+
     def estimate(self, step, est) -> Estimate:
         size = est.dataset(step)
         if size is None:
