@@ -48,7 +48,7 @@ def test_data_inputs_are_opened_and_sized_by_their_kind(monkeypatch, tmp_path):
 
     makers = {name for name, kind in KINDS.items() if type(kind).dataset is not StepKind.dataset}
     assert makers == {"prepare", "fewshot"}
-    prepare, fewshot = KINDS.get("prepare"), KINDS.get("fewshot")
+    prepare = KINDS.get("prepare")
     data = Step("prepare", prepare.Key({"format": "phantom"}, None, 32, 3, (0.5,) * 3, (0.5,) * 3))
     shots = Step("fewshot", FewshotKey("t", 2, 0, 0), {"data": data})
     sized = []
