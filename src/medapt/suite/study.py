@@ -31,7 +31,7 @@ from .experiment import BackboneSpec, SourceSpec
 from .graph import Plan, Step
 from .kinds.evaluate import EvaluateKey
 from .kinds.extract import ExtractKey
-from .kinds.fewshot import FewshotKey
+from .kinds.fewshot import FewshotKey, shots_train_size
 from .kinds.finetune import FinetuneKey
 from .kinds.head import HeadKey
 from .kinds.inference import InferenceKey
@@ -256,7 +256,7 @@ class StudyPlanner(Planner):
         size = sizes[dev.id]
         if size is None:
             return None
-        return size["train"] if shots == "full" else min(size["train"], int(shots) * size["classes"])
+        return size["train"] if shots == "full" else shots_train_size(size, shots)
 
     def _cells(self, sb: StudyBuilder, name: str, seed: int, sizes: dict) -> None:
         exp, plan = sb.exp, sb.plan

@@ -23,7 +23,7 @@ from ...atomic import atomic_path
 from ...errors import ConfigError
 from . import Estimate, Input, StepKind, register_kind
 
-__all__ = ["FewshotKey", "draw_shots", "subset_view"]
+__all__ = ["FewshotKey", "draw_shots", "shots_train_size", "subset_view"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,12 @@ def draw_shots(labels: np.ndarray, patients: np.ndarray, rows: np.ndarray, class
     return np.unique(np.asarray(keep, dtype=np.int64))
 
 
+def shots_train_size(size: dict[str, int], shots: int) -> int:
+    """Training images of a ``shots``-per-class draw from a dataset sized ``size`` (``train``,
+    ``classes``): ``shots`` per class, at most the split's."""
+    return min(size["train"], int(shots) * size["classes"])
+
+
 def subset_view(ds, rows: np.ndarray, tag: str):
     """``ds`` with only ``rows`` left in its training split (the rest: split ``unused``)."""
     split = ds.manifest["split"].to_numpy().copy()
@@ -115,7 +121,7 @@ class Fewshot(StepKind):
     def dataset_size(self, step, est) -> dict[str, int] | None:
         """``shots`` per class in training; the other splits as the task's."""
         base = est.dataset(step.inputs["data"])
-        return None if base is None else {**base, "train": min(base["train"], step.key.shots * base["classes"])}
+        return None if base is None else {**base, "train": shots_train_size(base, step.key.shots)}
 
     def dataset_task_type(self, step, est) -> str:
         return est.task_type(step.inputs["data"])

@@ -35,6 +35,14 @@ def _naming(exc: Exception, what: str) -> Exception:
         return DataError(f"{what}: {exc}")
 
 
+def _split_sizes(n: int, k: int, split: dict[str, Any] | None) -> dict[str, int]:
+    """Images per split of ``n`` images in ``k`` classes: by the split's fractions, or all
+    ``external`` for a dataset without one."""
+    if split is None:
+        return {"n": n, "classes": k, "train": 0, "val": 0, "test": 0, "external": n}
+    return {"n": n, "classes": k, "external": 0, **{s: int(round(n * split[s])) for s in ("train", "val", "test")}}
+
+
 @register_kind
 class Prepare(StepKind):
     name = "prepare"
@@ -81,11 +89,7 @@ class Prepare(StepKind):
         except Exception as exc:  # a dry run must not fail on a source it cannot read yet
             log.warning("dry run: cannot size dataset %s (%s)", step.label, exc)
             return None
-        split = step.key.split
-        if split is None:
-            return {"n": n, "classes": k, "train": 0, "val": 0, "test": 0, "external": n}
-        out = {s: int(round(n * split[s])) for s in ("train", "val", "test")}
-        return {"n": n, "classes": k, "external": 0, **out}
+        return _split_sizes(n, k, step.key.split)
 
     def dataset(self, ctx, step):
         return ctx.prepared(ctx.store.result(step)["path"])
@@ -100,10 +104,7 @@ class Prepare(StepKind):
             found = declared_size(spec_of(est.exp, step))
             if found is not None:
                 n, k, where = found
-                split = step.key.split
-                parts = ({s: int(round(n * split[s])) for s in ("train", "val", "test")} | {"external": 0}
-                         if split is not None else {"train": 0, "val": 0, "test": 0, "external": n})
-                size = {"n": n, "classes": k, **parts}
+                size = _split_sizes(n, k, step.key.split)
                 est.size_notes.append(f"{step.label}: {n:,} images ({where})")
         return size
 
